@@ -1,0 +1,107 @@
+"""Seed a Vault or OpenBao server with the store-erp secrets, an app policy and an AppRole.
+
+    VAULT_ADDR=http://127.0.0.1:8200 VAULT_TOKEN=... python -m example_app.seed \
+        --environment development [--database postgresql]
+
+Works against either server (only the HTTP API is used). Existing secrets are kept
+unless ``--force`` is given, so re-running it never rotates a live key by accident.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import sys
+from typing import Any
+
+import hvac
+import hvac.exceptions
+
+PREFIX = "store-erp"
+MOUNT = "secret"
+APPROLE_NAME = "store-ci"
+
+
+def app_policy(prefix: str, environment: str, mount: str = MOUNT) -> str:
+    """Least privilege for the app: read its secrets, list their names (KV v2 paths)."""
+    return (
+        f'path "{mount}/data/{prefix}/{environment}/*" {{\n  capabilities = ["read"]\n}}\n'
+        f'path "{mount}/metadata/{prefix}/{environment}/*" {{\n  capabilities = ["list"]\n}}\n'
+        f'path "{mount}/metadata/{prefix}/{environment}" {{\n  capabilities = ["list"]\n}}\n'
+    )
+
+
+def database_secret(kind: str, sqlite_path: str | None = None) -> dict[str, Any]:
+    if kind == "postgresql":
+        return {
+            "driver": "postgresql+psycopg",
+            "host": os.environ.get("PGHOST", "127.0.0.1"),
+            "port": int(os.environ.get("PGPORT", "5432")),
+            "username": os.environ.get("PGUSER", "postgres"),
+            "password": os.environ.get("PGPASSWORD", ""),
+            "database": os.environ.get("PGDATABASE", "test"),
+        }
+    path = sqlite_path or os.path.abspath(os.path.join("instance", "store.db"))
+    return {"url": f"sqlite:///{path}"}
+
+
+def seed(
+    client: hvac.Client,
+    *,
+    environment: str = "development",
+    prefix: str = PREFIX,
+    mount: str = MOUNT,
+    database: dict[str, Any] | None = None,
+    force: bool = False,
+) -> dict[str, str]:
+    """Write the secrets, policy and AppRole; return the AppRole's role_id and names used."""
+    base = f"{prefix}/{environment}"
+    flask_secret = {"secret_key": secrets.token_urlsafe(48), "jwt_secret": secrets.token_urlsafe(48)}
+    for name, data in (("flask", flask_secret), ("database", database or database_secret("sqlite"))):
+        if force or not _exists(client, f"{base}/{name}", mount):
+            client.secrets.kv.v2.create_or_update_secret(f"{base}/{name}", data, mount_point=mount)
+    policy_name = f"{prefix}-{environment}-app"
+    client.sys.create_or_update_policy(policy_name, app_policy(prefix, environment, mount))
+    if "approle/" not in client.sys.list_auth_methods()["data"]:
+        client.sys.enable_auth_method("approle")
+    client.auth.approle.create_or_update_approle(
+        APPROLE_NAME, token_policies=[policy_name], token_ttl="1h", token_max_ttl="4h"
+    )
+    role_id = client.auth.approle.read_role_id(APPROLE_NAME)["data"]["role_id"]
+    return {"policy": policy_name, "role": APPROLE_NAME, "role_id": role_id, "path": f"{mount}/{base}"}
+
+
+def _exists(client: hvac.Client, path: str, mount: str) -> bool:
+    try:
+        client.secrets.kv.v2.read_secret_version(path, mount_point=mount, raise_on_deleted_version=False)
+    except hvac.exceptions.InvalidPath:
+        return False
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--environment", default=os.environ.get("VAULT_ENVIRONMENT", "development"))
+    parser.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument("--sqlite-path", help="SQLite file for the demo database (default: instance/store.db)")
+    parser.add_argument("--force", action="store_true", help="overwrite existing secrets with new values")
+    args = parser.parse_args(argv)
+    url = os.environ.get("VAULT_ADDR") or os.environ.get("VAULT_URL") or "http://127.0.0.1:8200"
+    token = os.environ.get("VAULT_TOKEN")
+    if not token:
+        print("seed: set VAULT_TOKEN to a token that may write secrets and policies.", file=sys.stderr)
+        return 2
+    client = hvac.Client(url=url, token=token)
+    result = seed(
+        client,
+        environment=args.environment,
+        database=database_secret(args.database, args.sqlite_path),
+        force=args.force,
+    )
+    print(f"seeded {result['path']}/{{flask,database}}, policy {result['policy']}, AppRole {result['role']}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

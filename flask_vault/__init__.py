@@ -1,0 +1,30 @@
+"""flask-vault: Flask secrets from HashiCorp Vault or OpenBao."""
+
+from .client import VaultClient, get_secret, get_vault_client
+from .errors import (
+    SecretNotFoundError,
+    VaultAuthError,
+    VaultConfigError,
+    VaultConflictError,
+    VaultError,
+    VaultPermissionError,
+    VaultUnavailableError,
+)
+from .extension import FlaskVault, SecretSource
+from .settings import VaultSettings
+
+__all__ = [
+    "FlaskVault",
+    "SecretNotFoundError",
+    "SecretSource",
+    "VaultAuthError",
+    "VaultClient",
+    "VaultConfigError",
+    "VaultConflictError",
+    "VaultError",
+    "VaultPermissionError",
+    "VaultSettings",
+    "VaultUnavailableError",
+    "get_secret",
+    "get_vault_client",
+]

@@ -1,0 +1,273 @@
+"""Secret cache: TTL freshness, single-flight loads, refresh-ahead and stale-if-error.
+
+One entry per secret path, so one Vault read serves every field of a secret.
+
+* A fresh entry is served from memory (cachetools ``TTLCache``).
+* N threads missing the same path at once share one Vault read (single-flight).
+* An entry read in the last fifth of its TTL is refreshed in the background, so a
+  request with a warm cache does not wait on Vault.
+* When a read fails because Vault is unavailable, the last good value is served for
+  up to ``stale_max_age`` seconds after it was read, with one warning per outage.
+  While the outage lasts, requests get the stale value at once and one background
+  read at a time probes Vault, so a hung server does not slow requests down.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+from cachetools import LRUCache, TTLCache
+
+from .errors import VaultUnavailableError
+
+log = logging.getLogger(__name__)
+
+#: Refresh in the background once an entry has lived this fraction of its TTL.
+REFRESH_AHEAD_FRACTION = 0.8
+#: During an outage, probe Vault from the background at most this often (seconds).
+OUTAGE_PROBE_INTERVAL = 1.0
+
+
+@dataclass(frozen=True)
+class CachedSecret:
+    """One secret as read from Vault. ``read_at`` is on the cache's clock."""
+
+    path: str
+    data: dict[str, Any] = field(repr=False)
+    version: int | None
+    read_at: float
+    created_time: str | None = None
+
+
+Loader = Callable[[], CachedSecret]
+ChangeListener = Callable[[CachedSecret, "CachedSecret | None"], None]
+
+
+@dataclass
+class CacheStats:
+    hits: int = 0
+    misses: int = 0
+    reads: int = 0
+    stale_serves: int = 0
+    refresh_failures: int = 0
+    background_refreshes: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+class SecretCache:
+    """Thread-safe cache of :class:`CachedSecret` keyed by full secret path."""
+
+    def __init__(
+        self,
+        ttl: float,
+        *,
+        stale_max_age: float = 86400.0,
+        maxsize: int = 65536,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.ttl = ttl
+        self.stale_max_age = stale_max_age
+        self.clock = clock
+        self._fresh: TTLCache[str, CachedSecret] | None = (
+            TTLCache(maxsize=maxsize, ttl=ttl, timer=clock) if ttl > 0 else None
+        )
+        self._last_good: LRUCache[str, CachedSecret] = LRUCache(maxsize=maxsize)
+        self._inflight: dict[str, Future[CachedSecret]] = {}
+        self._lock = threading.RLock()
+        self._outage_since: float | None = None
+        self._next_probe = 0.0
+        self._listeners: list[ChangeListener] = []
+        self.stats = CacheStats()
+
+    # -- reading ---------------------------------------------------------------------
+
+    def get(self, path: str, loader: Loader, *, use_cache: bool = True) -> CachedSecret:
+        """Return the entry for ``path``, loading it with ``loader`` when needed."""
+        if use_cache:
+            entry = self._fresh_entry(path)
+            if entry is not None:
+                self._maybe_refresh_ahead(path, entry, loader)
+                return entry
+            stale = self._stale_during_outage(path, loader)
+            if stale is not None:
+                return stale
+        with self._lock:
+            self.stats.misses += 1
+        try:
+            return self._load(path, loader)
+        except VaultUnavailableError:
+            if not use_cache:
+                raise
+            stale = self._usable_stale(path)
+            if stale is None:
+                raise
+            with self._lock:
+                self.stats.stale_serves += 1
+            return stale
+
+    def peek(self, path: str) -> CachedSecret | None:
+        """The last good entry for ``path`` (fresh or not), without loading."""
+        with self._lock:
+            return self._last_good.get(path)
+
+    def _fresh_entry(self, path: str) -> CachedSecret | None:
+        if self._fresh is None:
+            return None
+        with self._lock:
+            entry = self._fresh.get(path)
+            if entry is not None:
+                self.stats.hits += 1
+            return entry
+
+    def _maybe_refresh_ahead(self, path: str, entry: CachedSecret, loader: Loader) -> None:
+        if self.clock() - entry.read_at >= self.ttl * REFRESH_AHEAD_FRACTION:
+            self._refresh_in_background(path, loader)
+
+    def _stale_during_outage(self, path: str, loader: Loader) -> CachedSecret | None:
+        """While Vault is known to be down, serve stale at once and probe in the background."""
+        with self._lock:
+            if self._outage_since is None:
+                return None
+            stale = self._usable_stale_locked(path)
+            if stale is None:
+                return None
+            self.stats.stale_serves += 1
+            probe = self.clock() >= self._next_probe
+            if probe:
+                self._next_probe = self.clock() + OUTAGE_PROBE_INTERVAL
+        if probe:
+            self._refresh_in_background(path, loader)
+        return stale
+
+    def _usable_stale(self, path: str) -> CachedSecret | None:
+        with self._lock:
+            return self._usable_stale_locked(path)
+
+    def _usable_stale_locked(self, path: str) -> CachedSecret | None:
+        entry = self._last_good.get(path)
+        if entry is None or self.stale_max_age <= 0:
+            return None
+        if self.clock() - entry.read_at > self.stale_max_age:
+            return None
+        return entry
+
+    # -- loading ---------------------------------------------------------------------
+
+    def _load(self, path: str, loader: Loader) -> CachedSecret:
+        """Single-flight: the first caller reads, the others wait for its outcome."""
+        with self._lock:
+            future = self._inflight.get(path)
+            leader = future is None
+            if future is None:
+                future = Future()
+                self._inflight[path] = future
+        if not leader:
+            return future.result()
+        try:
+            entry = loader()
+        except BaseException as exc:
+            self._finish_failed(path, future, exc)
+            raise
+        self._store(entry)
+        with self._lock:
+            self._inflight.pop(path, None)
+        future.set_result(entry)
+        return entry
+
+    def _finish_failed(self, path: str, future: Future[CachedSecret], exc: BaseException) -> None:
+        with self._lock:
+            self._inflight.pop(path, None)
+            self.stats.refresh_failures += 1
+            if isinstance(exc, VaultUnavailableError):
+                self._note_outage()
+        future.set_exception(exc)
+
+    def _note_outage(self) -> None:
+        if self._outage_since is None:
+            self._outage_since = self.clock()
+            self._next_probe = self._outage_since + OUTAGE_PROBE_INTERVAL
+            log.warning(
+                "Vault is unavailable; serving cached secrets for up to %gs after their last read.",
+                self.stale_max_age,
+            )
+
+    def _refresh_in_background(self, path: str, loader: Loader) -> None:
+        with self._lock:
+            if path in self._inflight:
+                return
+            self.stats.background_refreshes += 1
+
+        def run() -> None:
+            try:
+                self._load(path, loader)
+            except Exception:  # already counted; the next request tries again
+                log.debug("Background refresh of %s failed.", path, exc_info=True)
+
+        threading.Thread(target=run, name="flask-vault-refresh", daemon=True).start()
+
+    def _store(self, entry: CachedSecret, *, from_read: bool = True) -> None:
+        with self._lock:
+            previous = self._last_good.get(entry.path)
+            if from_read:
+                self.stats.reads += 1
+            if self._fresh is not None:
+                self._fresh[entry.path] = entry
+            self._last_good[entry.path] = entry
+            if self._outage_since is not None:
+                log.warning(
+                    "Vault is reachable again after %.1fs; cached secrets are fresh again.",
+                    self.clock() - self._outage_since,
+                )
+                self._outage_since = None
+            listeners = list(self._listeners)
+        if previous is not None and (previous.version, previous.data) != (entry.version, entry.data):
+            for listener in listeners:
+                try:
+                    listener(entry, previous)
+                except Exception:
+                    log.exception("A secret change listener failed for %s.", entry.path)
+
+    # -- maintenance -----------------------------------------------------------------
+
+    def put(self, entry: CachedSecret) -> None:
+        """Store an entry the client just wrote, so readers see it without a read."""
+        self._store(entry, from_read=False)
+
+    def invalidate(self, path: str) -> None:
+        with self._lock:
+            if self._fresh is not None:
+                self._fresh.pop(path, None)
+
+    def clear(self) -> None:
+        """Forget every entry, fresh and stale."""
+        with self._lock:
+            if self._fresh is not None:
+                self._fresh.clear()
+            self._last_good.clear()
+
+    def add_listener(self, listener: ChangeListener) -> None:
+        with self._lock:
+            self._listeners.append(listener)
+
+    @property
+    def outage_since(self) -> float | None:
+        """Cache-clock time at which Vault became unavailable, or None."""
+        return self._outage_since
+
+    def age(self, entry: CachedSecret) -> float:
+        return self.clock() - entry.read_at
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._last_good)
+
+    def __repr__(self) -> str:
+        return f"<SecretCache ttl={self.ttl:g}s entries={len(self)}>"

@@ -1,0 +1,608 @@
+"""VaultClient: KV secrets by name, cached, with clear errors and no leaks.
+
+The client turns a secret *name* (``flask``) into the KV path
+``<mount>/<prefix>/<environment>/<name>``, detects whether the mount is KV v1 or v2,
+reads through a :class:`~flask_vault.cache.SecretCache`, and translates hvac and
+``requests`` failures into the :mod:`flask_vault.errors` hierarchy. Every call is
+bounded by a timeout, retried with backoff when Vault is briefly unavailable, fails
+over between configured addresses, and leaves one record in the audit trail.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import secrets as _secrets
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+import hvac
+import hvac.exceptions
+import requests
+
+from . import audit
+from .cache import CachedSecret, SecretCache
+from .errors import (
+    SecretNotFoundError,
+    VaultAuthError,
+    VaultConfigError,
+    VaultConflictError,
+    VaultError,
+    VaultPermissionError,
+    VaultUnavailableError,
+)
+from .paths import base_path, check_secret_name, relative_path
+from .settings import VaultSettings
+from .transport import VaultAdapter, origin_of
+
+T = TypeVar("T")
+
+#: Longest total time spent backing off between retries of one call (seconds).
+RETRY_BUDGET = 10.0
+_BACKOFF_BASE = 0.1
+_BACKOFF_CAP = 2.0
+
+
+def generate_secret_value(nbytes: int = 48) -> str:
+    """A strong random value: ``nbytes`` of entropy, URL-safe text (64 characters)."""
+    return _secrets.token_urlsafe(nbytes)
+
+
+class VaultClient:
+    """A cached client for KV secrets laid out as ``<mount>/<prefix>/<environment>/<name>``.
+
+    Arguments left as ``None`` come from the ``VAULT_*`` environment variables (the
+    same ones ``init_app`` reads), then from the defaults: ``cache_ttl`` 300 s,
+    ``mount_point`` ``"secret"``, ``environment`` ``"development"``, no prefix.
+    """
+
+    def __init__(
+        self,
+        vault_url: str | None = None,
+        vault_token: str | None = None,
+        environment: str | None = None,
+        cache_ttl: float | None = None,
+        *,
+        mount_point: str | None = None,
+        path_prefix: str | None = None,
+        namespace: str | None = None,
+        verify: bool | str | None = None,
+        timeout: float | None = None,
+        settings: VaultSettings | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if settings is None:
+            overrides = {
+                key: value
+                for key, value in {
+                    "VAULT_URL": vault_url,
+                    "VAULT_TOKEN": vault_token,
+                    "VAULT_ENVIRONMENT": environment,
+                    "VAULT_CACHE_TTL": cache_ttl,
+                    "VAULT_MOUNT_POINT": mount_point,
+                    "VAULT_PATH_PREFIX": path_prefix,
+                    "VAULT_NAMESPACE": namespace,
+                    "VAULT_TIMEOUT": timeout,
+                }.items()
+                if value is not None
+            }
+            settings = VaultSettings.load({}, os.environ, overrides=overrides)
+            if verify is not None:
+                settings = settings.replace(verify=verify)
+        self.settings = settings
+        self.cache = SecretCache(settings.cache_ttl, stale_max_age=settings.stale_max_age, clock=clock)
+        self._url_index = 0
+        self._kv_version: int | None = None
+        self._lock = threading.Lock()
+        self._hvac = self._new_hvac_client(settings.token)
+
+    # -- construction ----------------------------------------------------------------
+
+    @classmethod
+    def from_settings(cls, settings: VaultSettings, **kwargs: Any) -> VaultClient:
+        return cls(settings=settings, **kwargs)
+
+    def _new_hvac_client(self, token: str | None) -> hvac.Client:
+        session = requests.Session()
+        session.trust_env = False  # no proxy or netrc surprises from the environment
+        client = hvac.Client(
+            url=self.url,
+            token=token or "",  # "" stops hvac from reading VAULT_TOKEN or ~/.vault-token itself
+            verify=self.settings.verify,
+            timeout=self.settings.timeout,  # type: ignore[arg-type]  # requests takes floats
+            namespace=self.settings.namespace,
+            session=session,
+            adapter=VaultAdapter,
+            allow_redirects=False,  # VaultAdapter follows one redirect, to a configured address only
+        )
+        self._adapter(client).allowed_origins = frozenset(origin_of(url) for url in self.settings.urls)
+        return client
+
+    @staticmethod
+    def _adapter(client: hvac.Client) -> VaultAdapter:
+        adapter = client.adapter
+        assert isinstance(adapter, VaultAdapter)
+        return adapter
+
+    @property
+    def url(self) -> str:
+        """The Vault address currently in use (the last one that answered)."""
+        return self.settings.urls[self._url_index]
+
+    @property
+    def mount_point(self) -> str:
+        return self.settings.mount_point
+
+    @property
+    def environment(self) -> str:
+        return self.settings.environment
+
+    @property
+    def path_prefix(self) -> str | None:
+        return self.settings.path_prefix
+
+    @property
+    def hvac(self) -> hvac.Client:
+        """The underlying hvac client, for anything this API does not cover."""
+        return self._hvac
+
+    @property
+    def token(self) -> str | None:
+        return self._hvac.token or None
+
+    @token.setter
+    def token(self, value: str | None) -> None:
+        self._hvac.token = value or ""
+
+    def __repr__(self) -> str:
+        return (
+            f"<VaultClient url={self.url!r} mount={self.mount_point!r} "
+            f"prefix={self.path_prefix!r} environment={self.environment!r}>"
+        )
+
+    # -- paths -----------------------------------------------------------------------
+
+    def secret_path(self, name: str) -> str:
+        """The secret's path inside the mount, e.g. ``store-erp/production/flask``."""
+        return relative_path(name, prefix=self.path_prefix, environment=self.environment)
+
+    def full_path(self, name: str) -> str:
+        """The path users see in Vault's CLI, e.g. ``secret/store-erp/production/flask``."""
+        return f"{self.mount_point}/{self.secret_path(name)}"
+
+    # -- reading ---------------------------------------------------------------------
+
+    def get_secret(
+        self,
+        name: str,
+        field: str | None = None,
+        fallback_env: str | None = None,
+        use_cache: bool = True,
+    ) -> Any:
+        """A secret's fields as a dict, or one field's value when ``field`` is given.
+
+        When the secret cannot be read and ``fallback_env`` names a set environment
+        variable, its value is returned instead.
+        """
+        check_secret_name(name)
+        try:
+            entry = self.read(name, use_cache=use_cache)
+            return dict(entry.data) if field is None else self._field(entry, field)
+        except (VaultConfigError, VaultConflictError):
+            raise
+        except VaultError:
+            if fallback_env and fallback_env in os.environ:
+                return os.environ[fallback_env]
+            raise
+
+    def read(self, name: str, *, use_cache: bool = True) -> CachedSecret:
+        """The cached entry (data, version, read time) for a secret."""
+        path = self.full_path(name)
+        return self.cache.get(path, lambda: self._read_entry(name), use_cache=use_cache)
+
+    def read_version(self, name: str, version: int | None = None) -> CachedSecret:
+        """Read a given KV v2 version (the current one when None), bypassing the cache."""
+        return self._read_entry(name, version=version)
+
+    def _field(self, entry: CachedSecret, field: str) -> Any:
+        if field not in entry.data:
+            present = ", ".join(sorted(map(str, entry.data))) or "none"
+            raise SecretNotFoundError(
+                f"The secret at {entry.path} has no field {field!r}; fields present: {present}.",
+                url=self.url,
+                mount=self.mount_point,
+                path=entry.path,
+            )
+        return entry.data[field]
+
+    def _read_entry(self, name: str, *, version: int | None = None) -> CachedSecret:
+        rel = self.secret_path(name)
+        full = self.full_path(name)
+        if self.kv_version() == 1:
+            if version is not None:
+                raise VaultConfigError(f"Versions need a KV v2 mount; {self.mount_point!r} is KV v1.", key="version")
+            response = self._call(
+                "read", full, lambda: self._hvac.secrets.kv.v1.read_secret(rel, mount_point=self.mount_point)
+            )
+            return CachedSecret(full, dict(response["data"]), None, self.cache.clock())
+        response = self._call(
+            "read",
+            full,
+            lambda: self._hvac.secrets.kv.v2.read_secret_version(
+                path=rel, version=version, mount_point=self.mount_point, raise_on_deleted_version=True
+            ),
+        )
+        data = response["data"]
+        metadata = data.get("metadata") or {}
+        return CachedSecret(
+            full,
+            dict(data.get("data") or {}),
+            metadata.get("version"),
+            self.cache.clock(),
+            metadata.get("created_time"),
+        )
+
+    def list_secrets(self) -> list[str]:
+        """Names of every secret under ``<prefix>/<environment>/``, sorted."""
+        root = base_path(prefix=self.path_prefix, environment=self.environment)
+        names: list[str] = []
+        pending = [""]
+        while pending:
+            folder = pending.pop()
+            keys = self._list_folder("/".join(p for p in (root, folder.rstrip("/")) if p))
+            for key in keys:
+                if key.endswith("/"):
+                    pending.append(folder + key)
+                else:
+                    names.append(folder + key)
+        return sorted(names)
+
+    def _list_folder(self, rel: str) -> list[str]:
+        full = f"{self.mount_point}/{rel}"
+        kv = self._hvac.secrets.kv
+        lister: Callable[[], Any]
+        if self.kv_version() == 1:
+            lister = lambda: kv.v1.list_secrets(rel, mount_point=self.mount_point)  # noqa: E731
+        else:
+            lister = lambda: kv.v2.list_secrets(rel, mount_point=self.mount_point)  # noqa: E731
+        try:
+            response = self._call("list", full, lister)
+        except SecretNotFoundError:
+            return []
+        return list(response["data"]["keys"])
+
+    def read_metadata(self, name: str) -> dict[str, Any]:
+        """KV v2 metadata: current version and every version's times (no values)."""
+        self._require_kv2("read_metadata")
+        rel, full = self.secret_path(name), self.full_path(name)
+        response = self._call(
+            "metadata", full, lambda: self._hvac.secrets.kv.v2.read_secret_metadata(rel, mount_point=self.mount_point)
+        )
+        return dict(response["data"])
+
+    # -- writing ---------------------------------------------------------------------
+
+    def set_secret(self, name: str, data: Mapping[str, Any], *, cas: int | None = None) -> int | None:
+        """Write ``data`` as the secret's new contents; returns the new KV v2 version.
+
+        ``cas`` makes the write conditional on the current version (0: only if absent);
+        a lost race raises :class:`VaultConflictError` and changes nothing.
+        """
+        check_secret_name(name)
+        if not isinstance(data, Mapping) or not data or not all(isinstance(k, str) and k for k in data):
+            raise VaultConfigError("data must be a non-empty mapping of field names (strings) to values.", key="data")
+        payload = dict(data)
+        rel, full = self.secret_path(name), self.full_path(name)
+        if self.kv_version() == 1:
+            if cas is not None:
+                raise VaultConfigError("cas needs a KV v2 mount.", key="cas")
+            self._call(
+                "write",
+                full,
+                lambda: self._hvac.secrets.kv.v1.create_or_update_secret(rel, payload, mount_point=self.mount_point),
+                idempotent=True,
+            )
+            version = None
+        else:
+            response = self._call(
+                "write",
+                full,
+                lambda: self._hvac.secrets.kv.v2.create_or_update_secret(
+                    rel, payload, cas=cas, mount_point=self.mount_point
+                ),
+                idempotent=False,
+            )
+            version = response["data"]["version"]
+        self.cache.put(CachedSecret(full, payload, version, self.cache.clock()))
+        return version
+
+    def rotate_secret(self, name: str, field: str, new_value: str | None = None) -> int | None:
+        """Replace one field with ``new_value`` (a strong random value when None).
+
+        Other fields are kept. On KV v2 the write is check-and-set against the version
+        just read, so a concurrent change raises :class:`VaultConflictError`.
+        Returns the new version.
+        """
+        check_secret_name(name)
+        if not isinstance(field, str) or not field:
+            raise VaultConfigError("field must be a non-empty field name.", key="field")
+        current = self._read_entry(name)
+        if field not in current.data:
+            self._field(current, field)  # raises, listing the fields present
+        data = dict(current.data)
+        data[field] = generate_secret_value() if new_value is None else new_value
+        return self.set_secret(name, data, cas=current.version if self.kv_version() == 2 else None)
+
+    def clear_cache(self) -> None:
+        """Forget every cached secret; the next read asks Vault."""
+        self.cache.clear()
+
+    # -- server ----------------------------------------------------------------------
+
+    def kv_version(self) -> int:
+        """1 or 2, detected once from the mount's options (2 when it can't be told)."""
+        if self._kv_version is None:
+            self._kv_version = self._detect_kv_version()
+        return self._kv_version
+
+    def _detect_kv_version(self) -> int:
+        try:
+            response = self._call(
+                "mount",
+                self.mount_point,
+                lambda: self._hvac.adapter.get(f"/v1/sys/internal/ui/mounts/{self.mount_point}"),
+            )
+        except (VaultPermissionError, SecretNotFoundError, VaultAuthError):
+            return 2
+        options = ((response or {}).get("data") or {}).get("options") or {}
+        return 1 if str(options.get("version", "2")) == "1" else 2
+
+    def _require_kv2(self, what: str) -> None:
+        if self.kv_version() != 2:
+            raise VaultConfigError(f"{what} needs a KV v2 mount; {self.mount_point!r} is KV v1.", key="mount_point")
+
+    def health_check(self) -> dict[str, Any]:
+        """Server and login state, never raising and never showing a token.
+
+        Keys: ``url``, ``initialized``, ``sealed``, ``standby``, ``version``,
+        ``reachable``, ``response_ms``, ``authenticated`` and, when logged in,
+        ``token_ttl``, ``renewable`` and ``policies``; ``error`` when something failed.
+        """
+        report: dict[str, Any] = {
+            "url": self.url,
+            "reachable": False,
+            "initialized": None,
+            "sealed": None,
+            "standby": None,
+            "version": None,
+            "authenticated": False,
+        }
+        report.update(self._server_health())
+        if report["reachable"] and report["initialized"] and not report["sealed"]:
+            report.update(self._token_health())
+        return report
+
+    def _server_health(self) -> dict[str, Any]:
+        started = time.perf_counter()
+        try:
+            response = self._adapter(self._hvac).raw_get(
+                "/v1/sys/health", params={"standbyok": "true", "perfstandbyok": "true"}
+            )
+        except requests.RequestException as exc:
+            return {"error": f"Vault at {self.url} is unreachable ({type(exc).__name__})."}
+        elapsed = round((time.perf_counter() - started) * 1000, 2)
+        status = getattr(response, "status_code", None)
+        body = _json_or_none(response)
+        if not isinstance(body, dict):
+            return {
+                "reachable": True,
+                "status_code": status,
+                "response_ms": elapsed,
+                "error": f"Vault at {self.url} answered HTTP {status} without a health body.",
+            }
+        return {
+            "reachable": True,
+            "status_code": status,
+            "response_ms": elapsed,
+            "initialized": bool(body.get("initialized")),
+            "sealed": bool(body.get("sealed")),
+            "standby": bool(body.get("standby")) or bool(body.get("performance_standby")),
+            "version": body.get("version") if isinstance(body.get("version"), str) else None,
+        }
+
+    def _token_health(self) -> dict[str, Any]:
+        if not self.token:
+            return {"authenticated": False, "error": "No Vault token: set VAULT_TOKEN or configure a login method."}
+        try:
+            info = self.lookup_token()
+        except VaultError as exc:
+            return {"authenticated": False, "error": exc.message}
+        return {
+            "authenticated": True,
+            "token_ttl": info.get("ttl"),
+            "renewable": info.get("renewable"),
+            "policies": sorted(info.get("policies") or []),
+        }
+
+    def lookup_token(self) -> dict[str, Any]:
+        """The current token's lookup-self data, with ``id`` and ``accessor`` removed."""
+        response = self._call("lookup", "auth/token/lookup-self", self._hvac.auth.token.lookup_self)
+        data = dict(response.get("data") or {})
+        accessor = data.pop("accessor", None)
+        data.pop("id", None)
+        data["token_id"] = audit.accessor_hash(accessor)
+        return data
+
+    # -- transport -------------------------------------------------------------------
+
+    def _call(self, operation: str, path: str, func: Callable[[], T], *, idempotent: bool = True) -> T:
+        """Run one Vault request with retries, failover and an audit record."""
+        started = time.perf_counter()
+        attempt = 0
+        backoff_spent = 0.0
+        while True:
+            try:
+                result = func()
+            except Exception as exc:
+                error = self._translate(exc, path)
+                delay = self._retry_delay(exc, error, attempt, idempotent)
+                if delay is None or backoff_spent + delay > RETRY_BUDGET:
+                    audit.record(operation, path, outcome=type(error).__name__, duration=time.perf_counter() - started)
+                    raise error from exc
+                if _is_connection_error(exc):
+                    self._fail_over()
+                attempt += 1
+                backoff_spent += delay
+                time.sleep(delay)
+                continue
+            audit.record(
+                operation, path, outcome="ok", duration=time.perf_counter() - started, version=_version_of(result)
+            )
+            return result
+
+    def _retry_delay(self, exc: Exception, error: VaultError, attempt: int, idempotent: bool) -> float | None:
+        if attempt >= self.settings.max_retries or not isinstance(error, VaultUnavailableError):
+            return None
+        if not idempotent and not isinstance(exc, requests.ConnectionError):
+            return None  # the request may have reached Vault: do not write twice
+        if error.status == 501:  # not initialized: waiting will not help
+            return None
+        return random.uniform(0, min(_BACKOFF_CAP, _BACKOFF_BASE * 2**attempt))
+
+    def _fail_over(self) -> None:
+        if len(self.settings.urls) < 2:
+            return
+        with self._lock:
+            self._url_index = (self._url_index + 1) % len(self.settings.urls)
+            self._hvac.adapter.base_uri = self.url
+
+    def _translate(self, exc: Exception, path: str) -> VaultError:
+        where: dict[str, Any] = {"url": self.url, "mount": self.mount_point, "path": path}
+        if isinstance(exc, VaultError):
+            return exc
+        if isinstance(exc, requests.Timeout):
+            return VaultUnavailableError(
+                f"Vault at {self.url} did not answer within {self.settings.timeout:g}s ({path}). "
+                "Check the server's load and VAULT_TIMEOUT.",
+                **where,
+            )
+        if isinstance(exc, requests.ConnectionError):
+            return VaultUnavailableError(
+                f"Cannot connect to Vault at {self.url} ({path}). Is the server running, and is VAULT_URL "
+                "(or VAULT_ADDR) right?",
+                **where,
+            )
+        if isinstance(exc, requests.RequestException):
+            return VaultUnavailableError(
+                f"Request to Vault at {self.url} failed ({type(exc).__name__}) for {path}.", **where
+            )
+        if isinstance(exc, hvac.exceptions.VaultError):
+            return _translate_status(exc, self, path)
+        return VaultError(f"Unexpected error talking to Vault at {self.url} for {path}: {type(exc).__name__}.", **where)
+
+
+def _translate_status(exc: hvac.exceptions.VaultError, client: VaultClient, path: str) -> VaultError:
+    url, mount = client.url, client.mount_point
+    where: dict[str, Any] = {"url": url, "mount": mount, "path": path}
+    errors = "; ".join(str(e) for e in (exc.errors or []))[:300] or "no detail"
+    status: int | None = getattr(exc, "status_code", None)  # set by VaultAdapter
+    if isinstance(exc, hvac.exceptions.InvalidPath):
+        return SecretNotFoundError(
+            f"No secret at {path} on {url} (mount {mount!r}). Check the name, VAULT_PATH_PREFIX and "
+            "VAULT_ENVIRONMENT, or create it with `flask vault put`.",
+            status=404,
+            **where,
+        )
+    if isinstance(exc, hvac.exceptions.Forbidden):
+        if not client.token:
+            return VaultAuthError(
+                f"Vault at {url} refused {path}: no token. Set VAULT_TOKEN or configure a login method.",
+                status=403,
+                **where,
+            )
+        return VaultPermissionError(
+            f"Permission denied for {path} on {url}: the token's policies do not allow this, or the token "
+            "has expired or been revoked.",
+            status=403,
+            **where,
+        )
+    if isinstance(exc, hvac.exceptions.Unauthorized):
+        return VaultAuthError(f"Vault at {url} rejected the login for {path}: {errors}.", status=401, **where)
+    if isinstance(exc, hvac.exceptions.InvalidRequest):
+        if "check-and-set" in errors:
+            return VaultConflictError(
+                f"{path} changed while it was being updated (check-and-set version mismatch); nothing was "
+                "written. Read it again and retry.",
+                status=400,
+                **where,
+            )
+        return VaultError(f"Vault at {url} rejected the request for {path}: {errors}.", status=400, **where)
+    if isinstance(exc, hvac.exceptions.VaultDown):
+        return VaultUnavailableError(f"Vault at {url} is sealed or down (HTTP 503) for {path}.", status=503, **where)
+    if isinstance(exc, hvac.exceptions.VaultNotInitialized):
+        return VaultUnavailableError(f"Vault at {url} is not initialized (HTTP 501).", status=501, **where)
+    if isinstance(exc, hvac.exceptions.RateLimitExceeded):
+        return VaultUnavailableError(
+            f"Vault at {url} is rate limiting or a standby (HTTP 429) for {path}.", status=429, **where
+        )
+    if isinstance(exc, (hvac.exceptions.InternalServerError, hvac.exceptions.BadGateway)):
+        return VaultUnavailableError(
+            f"Vault at {url} failed with HTTP {status} for {path}: {errors}.", status=status, **where
+        )
+    if status == 412 or (status is not None and status >= 500):
+        return VaultUnavailableError(f"Vault at {url} answered HTTP {status} for {path}.", status=status, **where)
+    return VaultError(f"Vault at {url} answered {status or 'an error'} for {path}: {errors}.", status=status, **where)
+
+
+def _is_connection_error(exc: Exception) -> bool:
+    return isinstance(exc, requests.ConnectionError) and not isinstance(exc, requests.ReadTimeout)
+
+
+def _json_or_none(response: Any) -> Any:
+    try:
+        return response.json()
+    except (ValueError, AttributeError):
+        return None
+
+
+def _version_of(result: Any) -> int | None:
+    if isinstance(result, dict):
+        data = result.get("data")
+        if isinstance(data, dict):
+            meta = data.get("metadata")
+            for source in (meta, data):
+                if isinstance(source, dict) and isinstance(source.get("version"), int):
+                    return int(source["version"])
+    return None
+
+
+_default_client: VaultClient | None = None
+_default_lock = threading.Lock()
+
+
+def get_vault_client() -> VaultClient:
+    """The client of the current Flask app, else a process-wide one built from ``VAULT_*``."""
+    from flask import current_app, has_app_context
+
+    if has_app_context() and "vault" in current_app.extensions:
+        client: VaultClient = current_app.extensions["vault"].client
+        return client
+    global _default_client
+    with _default_lock:
+        if _default_client is None:
+            _default_client = VaultClient()
+        return _default_client
+
+
+def get_secret(name: str, field: str | None = None, fallback_env: str | None = None) -> Any:
+    """Read a secret with :func:`get_vault_client`'s client (cached)."""
+    return get_vault_client().get_secret(name, field, fallback_env)
+
+
+def _reset_default_client() -> None:
+    """Forget the process-wide client (tests, and after the environment changed)."""
+    global _default_client
+    with _default_lock:
+        _default_client = None

@@ -1,0 +1,53 @@
+"""Build ``SQLALCHEMY_DATABASE_URI`` from a database secret.
+
+A ``url`` field is used as it is. Otherwise the URL is built from ``driver``
+(default ``postgresql``), ``username``, ``password``, ``host``, ``port`` and
+``database``, with every part escaped so that any character in a password works.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import quote
+
+from .errors import SecretNotFoundError
+
+REQUIRED_FIELDS = ("username", "host", "database")
+
+
+def build_database_url(data: Mapping[str, Any], *, path: str | None = None) -> str:
+    if data.get("url"):
+        return str(data["url"])
+    missing = [name for name in REQUIRED_FIELDS if not data.get(name)]
+    if missing:
+        raise SecretNotFoundError(
+            f"The database secret at {path or '?'} has no 'url' field and lacks "
+            f"{', '.join(repr(m) for m in missing)} to build one; fields present: "
+            f"{', '.join(sorted(map(str, data))) or 'none'}.",
+            path=path,
+        )
+    driver = str(data.get("driver") or "postgresql")
+    port = int(data["port"]) if data.get("port") not in (None, "") else None
+    password = None if data.get("password") in (None, "") else str(data["password"])
+    try:
+        from sqlalchemy.engine import URL
+    except ImportError:
+        return _build_by_hand(driver, str(data["username"]), password, str(data["host"]), port, str(data["database"]))
+    url = URL.create(
+        driver,
+        username=str(data["username"]),
+        password=password,
+        host=str(data["host"]),
+        port=port,
+        database=str(data["database"]),
+    )
+    return url.render_as_string(hide_password=False)
+
+
+def _build_by_hand(driver: str, username: str, password: str | None, host: str, port: int | None, database: str) -> str:
+    credentials = quote(username, safe="")
+    if password is not None:
+        credentials += ":" + quote(password, safe="")
+    netloc = f"{credentials}@{host}" + (f":{port}" if port is not None else "")
+    return f"{driver}://{netloc}/{quote(database, safe='')}"

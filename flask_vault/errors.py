@@ -1,0 +1,62 @@
+"""One exception hierarchy for everything flask-vault raises.
+
+Messages name the Vault URL, mount and path involved and say what to do next.
+They never contain a token or a secret value: callers pass only locations.
+"""
+
+from __future__ import annotations
+
+
+class VaultError(Exception):
+    """Base class for every error flask-vault raises on purpose."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        url: str | None = None,
+        mount: str | None = None,
+        path: str | None = None,
+        status: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.url = url
+        self.mount = mount
+        self.path = path
+        self.status = status
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class VaultConfigError(VaultError, ValueError):
+    """A setting or argument is missing or malformed; nothing was sent to Vault."""
+
+    def __init__(self, message: str, *, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+class VaultUnavailableError(VaultError):
+    """Vault could not be reached, timed out, is sealed or answered with a server error."""
+
+
+class VaultAuthError(VaultError):
+    """Logging in failed, or the token is missing, expired or revoked."""
+
+
+class VaultPermissionError(VaultError):
+    """The token is valid but its policies do not allow the operation (HTTP 403)."""
+
+
+class SecretNotFoundError(VaultError, KeyError):
+    """The secret, its version or the requested field does not exist."""
+
+    def __str__(self) -> str:
+        # KeyError would otherwise render the message with quotes around it.
+        return self.message
+
+
+class VaultConflictError(VaultError):
+    """A check-and-set write lost against a concurrent writer; nothing was changed."""

@@ -1,0 +1,223 @@
+"""FlaskVault: fill an app's secret config keys from Vault at start-up.
+
+``init_app`` reads the settings once, builds the app's :class:`VaultClient`, reads each
+distinct secret path once and fills the mapped config keys (``VAULT_SECRETS``) in this
+order: the Vault value, then (with ``VAULT_FALLBACK_ENV``) an environment variable, then
+a value already in ``app.config``. Where each key came from is recorded in
+``vault.sources``; values never are.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from flask import Flask, current_app
+
+from .cache import CachedSecret
+from .client import VaultClient
+from .database import build_database_url
+from .errors import VaultConfigError, VaultError, VaultUnavailableError
+from .paths import check_secret_name, split_reference
+from .settings import FALLBACK_ENV_NAMES, VaultSettings
+
+log = logging.getLogger(__name__)
+
+#: Login credentials removed from ``app.config`` once the client holds what it needs.
+LOGIN_CREDENTIAL_KEYS = ("VAULT_TOKEN", "VAULT_SECRET_ID", "VAULT_WRAPPED_SECRET_ID", "VAULT_JWT")
+
+
+@dataclass(frozen=True)
+class SecretSource:
+    """Where one config key's value came from. Never holds the value itself."""
+
+    key: str
+    #: "vault", "env", "config" or "missing".
+    origin: str
+    path: str | None = None
+    field: str | None = None
+    version: int | None = None
+    env_var: str | None = None
+    #: Why Vault did not provide it, when it did not (an error message without values).
+    vault_error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+@dataclass
+class VaultState:
+    """Per-app state, kept in ``app.extensions["vault"]``."""
+
+    settings: VaultSettings
+    client: VaultClient
+    sources: dict[str, SecretSource] = field(default_factory=dict)
+
+
+class FlaskVault:
+    """The Flask extension. ``FlaskVault(app)`` or ``vault.init_app(app)`` in a factory."""
+
+    def __init__(self, app: Flask | None = None) -> None:
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        """Read settings, log in, fill the mapped config keys, register routes and commands."""
+        if "vault" in app.extensions:
+            raise RuntimeError(
+                f"FlaskVault is already registered on the app {app.name!r}. Call init_app once per app"
+                " (with an app factory, create a new app for different settings)."
+            )
+        settings = VaultSettings.load(app.config, os.environ, default_prefix=app.name)
+        client = VaultClient.from_settings(settings)
+        state = VaultState(settings=settings, client=client)
+        self._remove_login_credentials(app)
+        state.sources = fill_config(app.config, state)
+        app.extensions["vault"] = state
+        self._register(app, settings)
+
+    @staticmethod
+    def _remove_login_credentials(app: Flask) -> None:
+        for key in LOGIN_CREDENTIAL_KEYS:
+            app.config.pop(key, None)
+
+    @staticmethod
+    def _register(app: Flask, settings: VaultSettings) -> None:
+        from .cli import vault_cli
+        from .health import health_bp
+
+        if settings.health_url is not None:
+            app.register_blueprint(health_bp, url_prefix=settings.health_url)
+        app.cli.add_command(vault_cli)
+
+    # -- the current app's state -------------------------------------------------------
+
+    @staticmethod
+    def _get_state() -> VaultState:
+        try:
+            state: VaultState = current_app.extensions["vault"]
+        except KeyError:
+            raise RuntimeError(
+                f"FlaskVault is not registered on the app {current_app.name!r}."
+                " Did you forget to call vault.init_app(app)?"
+            ) from None
+        return state
+
+    @property
+    def client(self) -> VaultClient:
+        """The :class:`VaultClient` of ``current_app``."""
+        return self._get_state().client
+
+    @property
+    def settings(self) -> VaultSettings:
+        return self._get_state().settings
+
+    @property
+    def sources(self) -> dict[str, SecretSource]:
+        """Config key -> where its value came from (Vault path and version, env or config)."""
+        return dict(self._get_state().sources)
+
+    def get_secret(self, name: str, field: str | None = None, fallback_env: str | None = None) -> Any:
+        return self.client.get_secret(name, field, fallback_env)
+
+
+# -- filling config --------------------------------------------------------------------
+
+
+def fill_config(config: dict[str, Any], state: VaultState) -> dict[str, SecretSource]:
+    """Fill every key of ``VAULT_SECRETS`` in ``config``; return each key's source."""
+    settings, client = state.settings, state.client
+    references = _parse_references(settings.secrets)
+    deadline = time.monotonic() + settings.startup_timeout
+    reads: dict[str, CachedSecret | VaultError] = {}
+    sources: dict[str, SecretSource] = {}
+    for key, (name, field_name) in references.items():
+        if name not in reads:
+            reads[name] = _read_at_startup(client, name, deadline)
+        source = _fill_key(config, key, name, field_name, reads[name], state)
+        sources[key] = source
+    return sources
+
+
+def _parse_references(mapping: Mapping[str, str]) -> dict[str, tuple[str, str | None]]:
+    parsed = {}
+    for key, reference in mapping.items():
+        name, field_name = split_reference(reference)
+        try:
+            check_secret_name(name)
+        except VaultConfigError as exc:
+            raise VaultConfigError(f"VAULT_SECRETS[{key!r}]: {exc.message}", key="VAULT_SECRETS") from None
+        parsed[key] = (name, field_name or None)
+    return parsed
+
+
+def _read_at_startup(client: VaultClient, name: str, deadline: float) -> CachedSecret | VaultError:
+    """Read once; while Vault is unavailable, keep trying until ``deadline``."""
+    while True:
+        try:
+            return client.read(name)
+        except VaultUnavailableError as exc:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return exc
+            log.info("Vault is not available yet (%s); retrying for %.0fs more.", exc.message, remaining)
+            time.sleep(min(0.5, remaining))
+        except VaultError as exc:
+            return exc
+
+
+def _value_from_entry(key: str, name: str, field_name: str | None, entry: CachedSecret, client: VaultClient) -> Any:
+    if field_name is None:
+        return build_database_url(entry.data, path=entry.path)
+    return client._field(entry, field_name)
+
+
+def _fill_key(
+    config: dict[str, Any],
+    key: str,
+    name: str,
+    field_name: str | None,
+    read: CachedSecret | VaultError,
+    state: VaultState,
+) -> SecretSource:
+    settings, client = state.settings, state.client
+    path = client.full_path(name)
+    vault_error: VaultError | None = read if isinstance(read, VaultError) else None
+    if isinstance(read, CachedSecret):
+        try:
+            config[key] = _value_from_entry(key, name, field_name, read, client)
+            return SecretSource(key, "vault", path=path, field=field_name, version=read.version)
+        except VaultError as exc:
+            vault_error = exc
+    assert vault_error is not None
+    env_var = FALLBACK_ENV_NAMES.get(key, key)
+    if settings.fallback_env and os.environ.get(env_var):
+        config[key] = os.environ[env_var]
+        log.warning("%s comes from the environment variable %s: %s", key, env_var, vault_error.message)
+        return SecretSource(key, "env", path=path, field=field_name, env_var=env_var, vault_error=vault_error.message)
+    if config.get(key) not in (None, ""):
+        log.warning("%s keeps the value already in app.config: %s", key, vault_error.message)
+        return SecretSource(key, "config", path=path, field=field_name, vault_error=vault_error.message)
+    if settings.fail_fast:
+        raise _no_value_error(key, path, field_name, env_var, settings.fallback_env, vault_error)
+    log.error("%s has no value: %s", key, vault_error.message)
+    return SecretSource(key, "missing", path=path, field=field_name, vault_error=vault_error.message)
+
+
+def _no_value_error(
+    key: str, path: str, field_name: str | None, env_var: str, fallback_env: bool, cause: VaultError
+) -> VaultError:
+    where = f"{path}#{field_name}" if field_name else path
+    fallback = f"the environment variable {env_var} is not set" if fallback_env else "VAULT_FALLBACK_ENV is off"
+    message = (
+        f"Cannot fill {key}: Vault gave no value at {where} ({cause.message}), {fallback}, and app.config"
+        f" has no {key}. The app will not start with an empty secret; set VAULT_FAIL_FAST=false to allow it."
+    )
+    error = type(cause)(message) if not isinstance(cause, VaultConfigError) else VaultError(message)
+    error.url, error.mount, error.path, error.status = cause.url, cause.mount, path, cause.status
+    error.__cause__ = cause
+    return error

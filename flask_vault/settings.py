@@ -1,0 +1,365 @@
+"""Typed, validated settings read once from ``app.config`` and ``VAULT_*`` variables.
+
+Every setting is looked up in the same order: the Flask config, then the environment
+variable of the same name (plus the Vault CLI's own names where they exist, such as
+``VAULT_ADDR``), then the default. A bad value raises :class:`VaultConfigError` naming
+the key, the value (never for a credential) and what was expected.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from .errors import VaultConfigError
+
+DEFAULT_URL = "http://127.0.0.1:8200"
+
+#: Config key -> ``name#field`` (or a bare ``name`` for a database URL built from a secret).
+DEFAULT_SECRETS: dict[str, str] = {
+    "SECRET_KEY": "flask#secret_key",
+    "JWT_SECRET_KEY": "flask#jwt_secret",
+    "SQLALCHEMY_DATABASE_URI": "database",
+}
+
+#: Environment variables tried as the fallback for a mapped key (when VAULT_FALLBACK_ENV).
+FALLBACK_ENV_NAMES: dict[str, str] = {"SQLALCHEMY_DATABASE_URI": "DATABASE_URL"}
+
+AUTH_METHODS = ("token", "approle", "jwt", "kubernetes")
+
+#: Settings that hold a credential: never shown in a message, removed from app.config after login.
+CREDENTIAL_KEYS = frozenset(
+    {
+        "VAULT_TOKEN",
+        "VAULT_SECRET_ID",
+        "VAULT_WRAPPED_SECRET_ID",
+        "VAULT_JWT",
+        "VAULT_HEALTH_TOKEN",
+    }
+)
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _describe(key: str, value: object) -> str:
+    return "<hidden>" if key in CREDENTIAL_KEYS else repr(value)
+
+
+def _bad(key: str, value: object, expected: str) -> VaultConfigError:
+    return VaultConfigError(f"{key} must be {expected}, got {_describe(key, value)}.", key=key)
+
+
+def parse_bool(key: str, value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    raise _bad(key, value, "a boolean (true/false, 1/0, yes/no, on/off)")
+
+
+def parse_number(key: str, value: object, *, minimum: float = 0) -> float:
+    if isinstance(value, bool):
+        raise _bad(key, value, f"a number of seconds >= {minimum:g}")
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise _bad(key, value, f"a number of seconds >= {minimum:g}") from None
+    if number != number or number < minimum:  # NaN or too small
+        raise _bad(key, value, f"a number of seconds >= {minimum:g}")
+    return number
+
+
+def parse_optional_str(key: str, value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise _bad(key, value, "a string")
+    value = value.strip()
+    return value or None
+
+
+def parse_urls(key: str, value: object) -> tuple[str, ...]:
+    if isinstance(value, str):
+        parts = [part.strip() for part in value.split(",")]
+    elif isinstance(value, (list, tuple)):
+        parts = [str(part).strip() for part in value]
+    else:
+        raise _bad(key, value, "a URL such as 'https://vault.example.com:8200'")
+    urls = tuple(part.rstrip("/") for part in parts if part)
+    if not urls:
+        raise _bad(key, value, "at least one URL such as 'https://vault.example.com:8200'")
+    for url in urls:
+        scheme, sep, rest = url.partition("://")
+        if not sep or scheme not in ("http", "https") or not rest:
+            raise _bad(
+                key,
+                url,
+                "an http:// or https:// URL such as 'https://vault.example.com:8200'"
+                " (several may be separated by commas)",
+            )
+    return urls
+
+
+def parse_secrets_mapping(key: str, value: object) -> dict[str, str]:
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise _bad(key, value, 'a JSON object such as {"SECRET_KEY": "flask#secret_key"}') from None
+    if not isinstance(value, Mapping):
+        raise _bad(key, value, 'a mapping of config keys to "name#field", e.g. {"SECRET_KEY": "flask#secret_key"}')
+    mapping: dict[str, str] = {}
+    for config_key, reference in value.items():
+        if not isinstance(config_key, str) or not config_key:
+            raise _bad(key, config_key, "config key names that are non-empty strings")
+        if not isinstance(reference, str) or not reference.split("#", 1)[0]:
+            raise VaultConfigError(
+                f"{key}[{config_key!r}] must be 'name#field' or a bare 'name', got {reference!r}.",
+                key=key,
+            )
+        mapping[config_key] = reference
+    return mapping
+
+
+def parse_auth_method(key: str, value: object) -> str | None:
+    method = parse_optional_str(key, value)
+    if method is None:
+        return None
+    method = method.lower()
+    if method not in AUTH_METHODS:
+        raise _bad(key, value, "one of " + ", ".join(AUTH_METHODS))
+    return method
+
+
+def parse_verify(cacert: str | None, skip_verify: bool) -> bool | str:
+    if skip_verify:
+        return False
+    return cacert if cacert else True
+
+
+def parse_mapping(key: str, value: object) -> dict[str, Any]:
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise _bad(key, value, "a JSON object") from None
+    if not isinstance(value, Mapping):
+        raise _bad(key, value, "a mapping")
+    return dict(value)
+
+
+def parse_health_url(key: str, value: object) -> str | None:
+    if value is None or value is False:
+        return None
+    if isinstance(value, str):
+        if value.strip().lower() in ("", "none", "false", "off"):
+            return None
+        if value.startswith("/"):
+            return value
+    raise _bad(key, value, "a URL path starting with '/', or None to disable the endpoint")
+
+
+@dataclass(frozen=True)
+class VaultSettings:
+    """Every flask-vault setting, validated. Built by :meth:`load`."""
+
+    urls: tuple[str, ...] = (DEFAULT_URL,)
+    token: str | None = field(default=None, repr=False)
+    namespace: str | None = None
+    verify: bool | str = True
+    mount_point: str = "secret"
+    path_prefix: str | None = None
+    environment: str = "development"
+    cache_ttl: float = 300.0
+    timeout: float = 5.0
+    secrets: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_SECRETS))
+    fallback_env: bool = True
+    fail_fast: bool = True
+    health_url: str | None = "/health/vault"
+    health_cache_seconds: float = 5.0
+    health_details: bool = False
+    health_token: str | None = field(default=None, repr=False)
+    stale_max_age: float = 86400.0
+    startup_timeout: float = 10.0
+    max_retries: int = 3
+    # Authentication (the auth issue builds on these).
+    auth_method: str | None = None
+    token_file: str | None = None
+    role_id: str | None = None
+    secret_id: str | None = field(default=None, repr=False)
+    secret_id_file: str | None = None
+    wrapped_secret_id: str | None = field(default=None, repr=False)
+    role_name: str | None = None
+    approle_mount: str = "approle"
+    jwt_role: str | None = None
+    jwt: str | None = field(default=None, repr=False)
+    jwt_file: str | None = None
+    jwt_mount: str = "jwt"
+    k8s_role: str | None = None
+    k8s_mount: str = "kubernetes"
+    k8s_token_file: str = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+    revoke_on_exit: bool | None = None
+    # Rotation and backups.
+    backup_dir: str | None = None
+    backup_transit_key: str | None = None
+    transit_mount: str = "transit"
+    rotation: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        """The first configured Vault address."""
+        return self.urls[0]
+
+    @classmethod
+    def load(
+        cls,
+        config: Mapping[str, Any] | None = None,
+        environ: Mapping[str, str] | None = None,
+        *,
+        default_prefix: str | None = None,
+        overrides: Mapping[str, Any] | None = None,
+    ) -> VaultSettings:
+        """Read settings from ``config``, then ``environ``, then the defaults.
+
+        ``overrides`` (keyed like ``config``) win over both; ``VaultClient`` passes its
+        constructor arguments this way.
+        """
+        lookup = _Lookup(config or {}, os.environ if environ is None else environ, overrides or {})
+        values: dict[str, Any] = {}
+        for spec in _SPECS:
+            raw = lookup.get(spec.key, spec.aliases)
+            if raw is not _MISSING:
+                values[spec.attr] = spec.parse(spec.key, raw)
+        if "path_prefix" not in values and default_prefix:
+            values["path_prefix"] = default_prefix
+        cacert = lookup.get("VAULT_CACERT", ())
+        skip = lookup.get("VAULT_SKIP_VERIFY", ())
+        values["verify"] = parse_verify(
+            parse_optional_str("VAULT_CACERT", None if cacert is _MISSING else cacert),
+            False if skip is _MISSING else parse_bool("VAULT_SKIP_VERIFY", skip),
+        )
+        settings = cls(**values)
+        settings._check_segments()
+        return settings
+
+    def _check_segments(self) -> None:
+        from .paths import check_path_part
+
+        check_path_part("VAULT_MOUNT_POINT", self.mount_point)
+        check_path_part("VAULT_ENVIRONMENT", self.environment)
+        if self.path_prefix is not None:
+            check_path_part("VAULT_PATH_PREFIX", self.path_prefix)
+
+    def replace(self, **changes: Any) -> VaultSettings:
+        known = {f.name for f in fields(self)}
+        unknown = set(changes) - known
+        if unknown:
+            raise TypeError(f"unknown settings: {', '.join(sorted(unknown))}")
+        current = {f.name: getattr(self, f.name) for f in fields(self)}
+        current.update(changes)
+        return VaultSettings(**current)
+
+
+_MISSING: Any = object()
+
+
+class _Lookup:
+    def __init__(self, config: Mapping[str, Any], environ: Mapping[str, str], overrides: Mapping[str, Any]) -> None:
+        self.config = config
+        self.environ = environ
+        self.overrides = overrides
+
+    def get(self, key: str, aliases: tuple[str, ...]) -> Any:
+        if key in self.overrides:
+            return self.overrides[key]
+        if key in self.config:
+            return self.config[key]
+        for name in (key, *aliases):
+            if name in self.environ:
+                return self.environ[name]
+        return _MISSING
+
+
+@dataclass(frozen=True)
+class _Spec:
+    key: str
+    attr: str
+    parse: Callable[[str, Any], Any]
+    aliases: tuple[str, ...] = ()
+
+
+def _str_required(key: str, value: object) -> str:
+    parsed = parse_optional_str(key, value)
+    if parsed is None:
+        raise _bad(key, value, "a non-empty string")
+    return parsed
+
+
+def _seconds(key: str, value: object) -> float:
+    return parse_number(key, value)
+
+
+def _positive_seconds(key: str, value: object) -> float:
+    seconds = parse_number(key, value)
+    if seconds <= 0:
+        raise _bad(key, value, "a number of seconds > 0")
+    return seconds
+
+
+def _count(key: str, value: object) -> int:
+    number = parse_number(key, value)
+    if number != int(number):
+        raise _bad(key, value, "a whole number >= 0")
+    return int(number)
+
+
+def _optional_bool(key: str, value: object) -> bool | None:
+    return None if value is None else parse_bool(key, value)
+
+
+_SPECS: tuple[_Spec, ...] = (
+    _Spec("VAULT_URL", "urls", parse_urls, ("VAULT_ADDR",)),
+    _Spec("VAULT_TOKEN", "token", parse_optional_str),
+    _Spec("VAULT_NAMESPACE", "namespace", parse_optional_str),
+    _Spec("VAULT_MOUNT_POINT", "mount_point", _str_required),
+    _Spec("VAULT_PATH_PREFIX", "path_prefix", parse_optional_str),
+    _Spec("VAULT_ENVIRONMENT", "environment", _str_required),
+    _Spec("VAULT_CACHE_TTL", "cache_ttl", _seconds),
+    _Spec("VAULT_TIMEOUT", "timeout", _positive_seconds),
+    _Spec("VAULT_SECRETS", "secrets", parse_secrets_mapping),
+    _Spec("VAULT_FALLBACK_ENV", "fallback_env", parse_bool),
+    _Spec("VAULT_FAIL_FAST", "fail_fast", parse_bool),
+    _Spec("VAULT_HEALTH_URL", "health_url", parse_health_url),
+    _Spec("VAULT_HEALTH_CACHE_SECONDS", "health_cache_seconds", _seconds),
+    _Spec("VAULT_HEALTH_DETAILS", "health_details", parse_bool),
+    _Spec("VAULT_HEALTH_TOKEN", "health_token", parse_optional_str),
+    _Spec("VAULT_STALE_MAX_AGE", "stale_max_age", _seconds),
+    _Spec("VAULT_STARTUP_TIMEOUT", "startup_timeout", _seconds),
+    _Spec("VAULT_MAX_RETRIES", "max_retries", _count),
+    _Spec("VAULT_AUTH_METHOD", "auth_method", parse_auth_method),
+    _Spec("VAULT_TOKEN_FILE", "token_file", parse_optional_str),
+    _Spec("VAULT_ROLE_ID", "role_id", parse_optional_str),
+    _Spec("VAULT_SECRET_ID", "secret_id", parse_optional_str),
+    _Spec("VAULT_SECRET_ID_FILE", "secret_id_file", parse_optional_str),
+    _Spec("VAULT_WRAPPED_SECRET_ID", "wrapped_secret_id", parse_optional_str),
+    _Spec("VAULT_ROLE_NAME", "role_name", parse_optional_str),
+    _Spec("VAULT_APPROLE_MOUNT", "approle_mount", _str_required),
+    _Spec("VAULT_JWT_ROLE", "jwt_role", parse_optional_str),
+    _Spec("VAULT_JWT", "jwt", parse_optional_str),
+    _Spec("VAULT_JWT_FILE", "jwt_file", parse_optional_str),
+    _Spec("VAULT_JWT_MOUNT", "jwt_mount", _str_required),
+    _Spec("VAULT_K8S_ROLE", "k8s_role", parse_optional_str),
+    _Spec("VAULT_K8S_MOUNT", "k8s_mount", _str_required),
+    _Spec("VAULT_K8S_TOKEN_FILE", "k8s_token_file", _str_required),
+    _Spec("VAULT_REVOKE_ON_EXIT", "revoke_on_exit", _optional_bool),
+    _Spec("VAULT_BACKUP_DIR", "backup_dir", parse_optional_str),
+    _Spec("VAULT_BACKUP_TRANSIT_KEY", "backup_transit_key", parse_optional_str),
+    _Spec("VAULT_TRANSIT_MOUNT", "transit_mount", _str_required),
+    _Spec("VAULT_ROTATION", "rotation", parse_mapping),
+)

@@ -59,13 +59,8 @@ class VaultAdapter(hvac.adapters.JSONAdapter):
 
     def raw_get(self, url: str, **kwargs: Any) -> requests.Response:
         """A GET that returns the ``requests.Response`` whatever its status (for /sys/health)."""
-        response: requests.Response = hvac.adapters.RawAdapter.request(
-            self,
-            "get",
-            url,
-            raise_exception=False,
-            **kwargs,  # type: ignore[arg-type]
-        )
+        raw_request = hvac.adapters.RawAdapter.request
+        response: requests.Response = raw_request(self, "get", url, raise_exception=False, **kwargs)  # type: ignore[arg-type]
         return response
 
     def _raise_for_error(self, method: str, url: str, response: requests.Response) -> None:

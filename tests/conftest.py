@@ -1,0 +1,97 @@
+"""Shared fixtures: one real OpenBao dev server per session, seeded with store-erp secrets.
+
+``openbao_server`` comes from :mod:`flask_vault.testing` (see the top-level conftest.py).
+Each test gets a clean process environment (no VAULT_*, SECRET_KEY, ... leaking in from
+the shell) and a fresh ``app``; ``vault`` applies the extension so a test can change
+``app.config`` first.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import hvac
+import pytest
+from flask import Flask
+
+from flask_vault import FlaskVault
+from flask_vault.client import _reset_default_client
+from flask_vault.testing import OpenBaoServer
+
+PREFIX = "store-erp"
+ENVIRONMENT = "test"
+
+#: The seeded values; tests compare against these and scan output for them.
+FLASK_SECRET = {"secret_key": "test-secret-key-5f1c9e2a7b", "jwt_secret": "test-jwt-secret-8d3b6a0c4e"}
+DATABASE_SECRET = {
+    "host": "db.internal",
+    "port": 5432,
+    "username": "store",
+    "password": "p@ss:w/rd%?#&=+ é",
+    "database": "store_erp",
+}
+
+_ISOLATED_PREFIXES = ("VAULT_", "BAO_")
+_ISOLATED_NAMES = ("SECRET_KEY", "JWT_SECRET_KEY", "DATABASE_URL", "SQLALCHEMY_DATABASE_URI")
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> Iterator[None]:
+    """No VAULT_* or secret variables from the developer's shell, and no ~/.vault-token."""
+    for name in list(os.environ):
+        if name.startswith(_ISOLATED_PREFIXES) or name in _ISOLATED_NAMES:
+            monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    _reset_default_client()
+    yield
+    _reset_default_client()
+
+
+@pytest.fixture(scope="session")
+def vault_root(openbao_server: OpenBaoServer) -> hvac.Client:
+    """An hvac client with the dev server's root token (for arranging and checking)."""
+    return openbao_server.root_client()
+
+
+@pytest.fixture(scope="session")
+def seeded(vault_root: hvac.Client) -> dict[str, dict[str, Any]]:
+    """The store-erp secrets at secret/store-erp/test/{flask,database}."""
+    kv = vault_root.secrets.kv.v2
+    kv.create_or_update_secret(f"{PREFIX}/{ENVIRONMENT}/flask", FLASK_SECRET)
+    kv.create_or_update_secret(f"{PREFIX}/{ENVIRONMENT}/database", DATABASE_SECRET)
+    return {"flask": dict(FLASK_SECRET), "database": dict(DATABASE_SECRET)}
+
+
+@pytest.fixture
+def unique_env() -> str:
+    """A fresh environment name, so a test that writes does not disturb others."""
+    return f"t-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def base_config(openbao_server: OpenBaoServer, seeded: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "TESTING": True,
+        "VAULT_URL": openbao_server.url,
+        "VAULT_TOKEN": openbao_server.root_token,
+        "VAULT_PATH_PREFIX": PREFIX,
+        "VAULT_ENVIRONMENT": ENVIRONMENT,
+        "VAULT_STARTUP_TIMEOUT": 0,
+    }
+
+
+@pytest.fixture
+def app(base_config: dict[str, Any]) -> Flask:
+    """A bare app configured for the test server; the extension is not applied yet."""
+    app = Flask("store_erp_test")
+    app.config.update(base_config)
+    return app
+
+
+@pytest.fixture
+def vault(app: Flask) -> FlaskVault:
+    """The extension applied to ``app`` (change ``app.config`` before requesting this)."""
+    return FlaskVault(app)

@@ -1,0 +1,44 @@
+# The quickstart: `make demo` runs the example app on a local OpenBao dev server,
+# `make test` runs the whole suite. Both create .venv and install from pyproject.toml.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install demo test test-fast lint format bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev,example,prometheus]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Local OpenBao dev server + the example app (DATABASE=postgresql for the local PostgreSQL).
+demo: $(STAMP)
+	$(BIN)/python scripts/demo.py
+
+## The whole suite against real servers (OpenBao is started by the tests; PostgreSQL if installed).
+test: $(STAMP)
+	-@scripts/ensure-postgres.sh
+	$(BIN)/python -m pytest
+
+## Everything except tests marked slow or cluster.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow and not cluster"
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check flask_vault
+	$(BIN)/mypy
+
+format: $(STAMP)
+	$(BIN)/ruff format flask_vault
+
+## Benchmarks: starts its own OpenBao dev server; writes benchmarks/RESULTS.md.
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -32,7 +32,12 @@ def port_is_free(port: int) -> bool:
     return True
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM cleans up like Ctrl-C
+
+
 def main() -> int:
+    signal.signal(signal.SIGTERM, _interrupt)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--database", choices=["sqlite", "postgresql"], default=os.environ.get("DATABASE", "sqlite"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "5000")), help="the app's port")

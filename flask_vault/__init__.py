@@ -10,11 +10,14 @@ from .errors import (
     VaultPermissionError,
     VaultUnavailableError,
 )
-from .extension import FlaskVault, SecretSource
+from .extension import FlaskVault
+from .mapping import SecretSource
+from .refresh import SecretChange, secret_changed
 from .settings import VaultSettings
 
 __all__ = [
     "FlaskVault",
+    "SecretChange",
     "SecretNotFoundError",
     "SecretSource",
     "VaultAuthError",
@@ -27,4 +30,5 @@ __all__ = [
     "VaultUnavailableError",
     "get_secret",
     "get_vault_client",
+    "secret_changed",
 ]

@@ -96,9 +96,9 @@ class SecretCache:
             if entry is not None:
                 self._maybe_refresh_ahead(path, entry, loader)
                 return entry
-            stale = self._stale_during_outage(path, loader)
-            if stale is not None:
-                return stale
+            during_outage = self._serve_during_outage(path, loader)
+            if during_outage is not None:
+                return during_outage
         with self._lock:
             self.stats.misses += 1
         try:
@@ -131,19 +131,32 @@ class SecretCache:
         if self.clock() - entry.read_at >= self.ttl * REFRESH_AHEAD_FRACTION:
             self._refresh_in_background(path, loader)
 
-    def _stale_during_outage(self, path: str, loader: Loader) -> CachedSecret | None:
-        """While Vault is known to be down, serve stale at once and probe in the background."""
+    def _serve_during_outage(self, path: str, loader: Loader) -> CachedSecret | None:
+        """While Vault is known to be down, answer at once and probe in the background.
+
+        Returns the stale entry when it is within ``stale_max_age``; raises
+        VaultUnavailableError when it is not (or there is none) and no probe is due,
+        so requests never queue behind a hung server. None: not in an outage, or a
+        probe is due and the caller should read itself.
+        """
         with self._lock:
             if self._outage_since is None:
                 return None
             stale = self._usable_stale_locked(path)
-            if stale is None:
-                return None
-            self.stats.stale_serves += 1
-            probe = self.clock() >= self._next_probe
-            if probe:
+            probe_due = self.clock() >= self._next_probe
+            if probe_due:
                 self._next_probe = self.clock() + OUTAGE_PROBE_INTERVAL
-        if probe:
+            if stale is not None:
+                self.stats.stale_serves += 1
+            elif not probe_due:
+                raise VaultUnavailableError(
+                    f"Vault has been unavailable for {self.clock() - self._outage_since:.0f}s and {path} has no "
+                    f"cached value younger than VAULT_STALE_MAX_AGE ({self.stale_max_age:g}s).",
+                    path=path,
+                )
+        if stale is None:
+            return None
+        if probe_due:
             self._refresh_in_background(path, loader)
         return stale
 
@@ -216,6 +229,8 @@ class SecretCache:
     def _store(self, entry: CachedSecret, *, from_read: bool = True) -> None:
         with self._lock:
             previous = self._last_good.get(entry.path)
+            if _is_older(entry, previous):
+                return  # a read that started before a newer write: never bring an old value back
             if from_read:
                 self.stats.reads += 1
             if self._fresh is not None:
@@ -271,3 +286,9 @@ class SecretCache:
 
     def __repr__(self) -> str:
         return f"<SecretCache ttl={self.ttl:g}s entries={len(self)}>"
+
+
+def _is_older(entry: CachedSecret, previous: CachedSecret | None) -> bool:
+    if previous is None or entry.version is None or previous.version is None:
+        return False
+    return entry.version < previous.version

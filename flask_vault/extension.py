@@ -12,41 +12,23 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Flask, current_app
 
 from .cache import CachedSecret
 from .client import VaultClient
-from .database import build_database_url
 from .errors import VaultConfigError, VaultError, VaultUnavailableError
-from .paths import check_secret_name, split_reference
+from .mapping import SecretSource, keys_by_name, parse_references, value_for
+from .paths import check_secret_name
+from .refresh import ChangeCallback, ConfigRefresher
 from .settings import FALLBACK_ENV_NAMES, VaultSettings
 
 log = logging.getLogger(__name__)
 
 #: Login credentials removed from ``app.config`` once the client holds what it needs.
 LOGIN_CREDENTIAL_KEYS = ("VAULT_TOKEN", "VAULT_SECRET_ID", "VAULT_WRAPPED_SECRET_ID", "VAULT_JWT")
-
-
-@dataclass(frozen=True)
-class SecretSource:
-    """Where one config key's value came from. Never holds the value itself."""
-
-    key: str
-    #: "vault", "env", "config" or "missing".
-    origin: str
-    path: str | None = None
-    field: str | None = None
-    version: int | None = None
-    env_var: str | None = None
-    #: Why Vault did not provide it, when it did not (an error message without values).
-    vault_error: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v is not None}
 
 
 @dataclass
@@ -56,12 +38,15 @@ class VaultState:
     settings: VaultSettings
     client: VaultClient
     sources: dict[str, SecretSource] = field(default_factory=dict)
+    refresher: ConfigRefresher | None = None
 
 
 class FlaskVault:
     """The Flask extension. ``FlaskVault(app)`` or ``vault.init_app(app)`` in a factory."""
 
     def __init__(self, app: Flask | None = None) -> None:
+        # Callbacks are not app-bound: each runs for every app this extension serves.
+        self._change_callbacks: dict[str, list[ChangeCallback]] = {}
         if app is not None:
             self.init_app(app)
 
@@ -78,7 +63,31 @@ class FlaskVault:
         self._remove_login_credentials(app)
         state.sources = fill_config(app.config, state)
         app.extensions["vault"] = state
+        self._start_live_refresh(app, state)
         self._register(app, settings)
+
+    def _start_live_refresh(self, app: Flask, state: VaultState) -> None:
+        grouped = keys_by_name(state.settings.secrets)
+        refresher = ConfigRefresher(app, state, grouped, self._change_callbacks)
+        state.refresher = refresher
+        state.client.cache.add_listener(refresher.on_cache_update)
+        if state.settings.live_refresh:
+            app.before_request(refresher.touch)
+
+    def on_change(self, name: str, callback: ChangeCallback | None = None) -> Any:
+        """Call ``callback(change)`` when the secret ``name`` gets a new version ("*": any).
+
+        Usable as ``vault.on_change("flask", cb)`` or as a ``@vault.on_change("flask")``
+        decorator. ``change`` is a :class:`SecretChange` (names and versions, no values).
+        """
+        if name != "*":
+            check_secret_name(name)
+
+        def register(func: ChangeCallback) -> ChangeCallback:
+            self._change_callbacks.setdefault(name, []).append(func)
+            return func
+
+        return register if callback is None else register(callback)
 
     @staticmethod
     def _remove_login_credentials(app: Flask) -> None:
@@ -131,7 +140,7 @@ class FlaskVault:
 def fill_config(config: dict[str, Any], state: VaultState) -> dict[str, SecretSource]:
     """Fill every key of ``VAULT_SECRETS`` in ``config``; return each key's source."""
     settings, client = state.settings, state.client
-    references = _parse_references(settings.secrets)
+    references = parse_references(settings.secrets)
     deadline = time.monotonic() + settings.startup_timeout
     reads: dict[str, CachedSecret | VaultError] = {}
     sources: dict[str, SecretSource] = {}
@@ -141,18 +150,6 @@ def fill_config(config: dict[str, Any], state: VaultState) -> dict[str, SecretSo
         source = _fill_key(config, key, name, field_name, reads[name], state)
         sources[key] = source
     return sources
-
-
-def _parse_references(mapping: Mapping[str, str]) -> dict[str, tuple[str, str | None]]:
-    parsed = {}
-    for key, reference in mapping.items():
-        name, field_name = split_reference(reference)
-        try:
-            check_secret_name(name)
-        except VaultConfigError as exc:
-            raise VaultConfigError(f"VAULT_SECRETS[{key!r}]: {exc.message}", key="VAULT_SECRETS") from None
-        parsed[key] = (name, field_name or None)
-    return parsed
 
 
 def _read_at_startup(client: VaultClient, name: str, deadline: float) -> CachedSecret | VaultError:
@@ -170,12 +167,6 @@ def _read_at_startup(client: VaultClient, name: str, deadline: float) -> CachedS
             return exc
 
 
-def _value_from_entry(key: str, name: str, field_name: str | None, entry: CachedSecret, client: VaultClient) -> Any:
-    if field_name is None:
-        return build_database_url(entry.data, path=entry.path)
-    return client._field(entry, field_name)
-
-
 def _fill_key(
     config: dict[str, Any],
     key: str,
@@ -189,7 +180,7 @@ def _fill_key(
     vault_error: VaultError | None = read if isinstance(read, VaultError) else None
     if isinstance(read, CachedSecret):
         try:
-            config[key] = _value_from_entry(key, name, field_name, read, client)
+            config[key] = value_for(read, field_name, client)
             return SecretSource(key, "vault", path=path, field=field_name, version=read.version)
         except VaultError as exc:
             vault_error = exc

@@ -186,6 +186,8 @@ class VaultSettings:
     health_details: bool = False
     health_token: str | None = field(default=None, repr=False)
     stale_max_age: float = 86400.0
+    fail_closed: bool = True
+    live_refresh: bool = True
     startup_timeout: float = 10.0
     max_retries: int = 3
     # Authentication (the auth issue builds on these).
@@ -340,6 +342,8 @@ _SPECS: tuple[_Spec, ...] = (
     _Spec("VAULT_HEALTH_DETAILS", "health_details", parse_bool),
     _Spec("VAULT_HEALTH_TOKEN", "health_token", parse_optional_str),
     _Spec("VAULT_STALE_MAX_AGE", "stale_max_age", _seconds),
+    _Spec("VAULT_FAIL_CLOSED", "fail_closed", parse_bool),
+    _Spec("VAULT_LIVE_REFRESH", "live_refresh", parse_bool),
     _Spec("VAULT_STARTUP_TIMEOUT", "startup_timeout", _seconds),
     _Spec("VAULT_MAX_RETRIES", "max_retries", _count),
     _Spec("VAULT_AUTH_METHOD", "auth_method", parse_auth_method),

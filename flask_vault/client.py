@@ -10,6 +10,7 @@ over between configured addresses, and leaves one record in the audit trail.
 
 from __future__ import annotations
 
+import base64
 import os
 import random
 import secrets as _secrets
@@ -338,6 +339,48 @@ class VaultClient:
     def clear_cache(self) -> None:
         """Forget every cached secret; the next read asks Vault."""
         self.cache.clear()
+
+    def data_path(self, name: str) -> str:
+        """The API path policies name for a secret's values (``secret/data/...`` on KV v2)."""
+        rel = self.secret_path(name)
+        return f"{self.mount_point}/data/{rel}" if self.kv_version() == 2 else f"{self.mount_point}/{rel}"
+
+    # -- other engines ---------------------------------------------------------------
+
+    def capabilities(self, paths: list[str]) -> dict[str, list[str]]:
+        """This token's capabilities on each API path (``sys/capabilities-self``)."""
+        response = self._call("capabilities", "sys/capabilities-self", lambda: self._hvac.sys.get_capabilities(paths))
+        data = response.get("data") or response
+        return {path: list(data.get(path) or []) for path in paths}
+
+    def transit_encrypt(self, key: str, plaintext: bytes, *, mount: str = "transit", associated_data: bytes) -> str:
+        """Encrypt with a Transit key; ``associated_data`` is authenticated, not stored."""
+        response = self._call(
+            "encrypt",
+            f"{mount}/encrypt/{key}",
+            lambda: self._hvac.secrets.transit.encrypt_data(
+                key,
+                plaintext=base64.b64encode(plaintext).decode(),
+                associated_data=base64.b64encode(associated_data).decode(),
+                mount_point=mount,
+            ),
+            idempotent=True,
+        )
+        return str(response["data"]["ciphertext"])
+
+    def transit_decrypt(self, key: str, ciphertext: str, *, mount: str = "transit", associated_data: bytes) -> bytes:
+        """Decrypt what :meth:`transit_encrypt` returned; fails if ``associated_data`` differs."""
+        response = self._call(
+            "decrypt",
+            f"{mount}/decrypt/{key}",
+            lambda: self._hvac.secrets.transit.decrypt_data(
+                key,
+                ciphertext=ciphertext,
+                associated_data=base64.b64encode(associated_data).decode(),
+                mount_point=mount,
+            ),
+        )
+        return base64.b64decode(response["data"]["plaintext"])
 
     # -- server ----------------------------------------------------------------------
 

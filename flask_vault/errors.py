@@ -60,3 +60,15 @@ class SecretNotFoundError(VaultError, KeyError):
 
 class VaultConflictError(VaultError):
     """A check-and-set write lost against a concurrent writer; nothing was changed."""
+
+
+class BackupError(VaultError):
+    """A backup file cannot be written, or is truncated, edited or from another environment."""
+
+    def __init__(self, message: str, *, file: str | None = None, path: str | None = None) -> None:
+        super().__init__(message, path=path)
+        self.file = file
+
+
+class DatabaseRotationError(VaultError):
+    """The database half of a paired password change failed; the message says what state is left."""

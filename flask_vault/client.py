@@ -349,8 +349,12 @@ class VaultClient:
 
     def capabilities(self, paths: list[str]) -> dict[str, list[str]]:
         """This token's capabilities on each API path (``sys/capabilities-self``)."""
-        response = self._call("capabilities", "sys/capabilities-self", lambda: self._hvac.sys.get_capabilities(paths))
-        data = response.get("data") or response
+        response = self._call(
+            "capabilities",
+            "sys/capabilities-self",
+            lambda: self._hvac.adapter.post("/v1/sys/capabilities-self", json={"paths": paths}),
+        )
+        data = (response or {}).get("data") or response or {}
         return {path: list(data.get(path) or []) for path in paths}
 
     def transit_encrypt(self, key: str, plaintext: bytes, *, mount: str = "transit", associated_data: bytes) -> str:

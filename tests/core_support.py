@@ -1,0 +1,94 @@
+"""Small helpers shared by the core test files (not fixtures: plain functions).
+
+The fixtures they build on (``openbao_server``, ``vault_root``, ``seeded``, ``base_config``)
+live in ``conftest.py``; these helpers only assemble clients, apps and tokens from them.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import hvac
+from flask import Flask
+
+from flask_vault import FlaskVault, VaultClient, VaultSettings
+from flask_vault.devserver import free_port_pair
+
+
+def client_for(base_config: dict[str, Any], **overrides: Any) -> VaultClient:
+    """A VaultClient on the test server, settings from ``base_config`` only (no environment).
+
+    Retries are off unless asked for, so an expected failure does not back off.
+    """
+    config = {"VAULT_MAX_RETRIES": 0, **base_config, **overrides}
+    return VaultClient(settings=VaultSettings.load(config, {}))
+
+
+def make_app(base_config: dict[str, Any], name: str = "store_erp_extra", **config: Any) -> Flask:
+    """A fresh Flask app configured from ``base_config`` plus ``config`` (extension not applied)."""
+    app = Flask(name)
+    app.config.update(base_config)
+    app.config.update(config)
+    return app
+
+
+def init_vault(base_config: dict[str, Any], name: str = "store_erp_extra", **config: Any) -> tuple[Flask, FlaskVault]:
+    app = make_app(base_config, name, **config)
+    return app, FlaskVault(app)
+
+
+def write_secret(vault_root: hvac.Client, path: str, data: dict[str, Any], mount: str = "secret") -> None:
+    vault_root.secrets.kv.v2.create_or_update_secret(path, data, mount_point=mount)
+
+
+def token_with_policy(
+    vault_root: hvac.Client, policy_hcl: str | None, *, ttl: str = "10m", default_policy: bool = True
+) -> str:
+    """A new token (with a recognisable id) holding ``policy_hcl`` and, unless told, ``default``."""
+    policies = []
+    if policy_hcl is not None:
+        name = f"core-test-{uuid.uuid4().hex[:8]}"
+        vault_root.sys.create_or_update_policy(name, policy_hcl)
+        policies.append(name)
+    token_id = f"canary-token-{uuid.uuid4().hex}"
+    vault_root.auth.token.create(id=token_id, policies=policies, no_default_policy=not default_policy, ttl=ttl)
+    return token_id
+
+
+def read_policy(mount: str, path_glob: str) -> str:
+    return f'path "{mount}/data/{path_glob}" {{\n  capabilities = ["read"]\n}}\n'
+
+
+def unused_url() -> str:
+    """An http:// address on loopback where nothing listens."""
+    return f"http://127.0.0.1:{free_port_pair()}"
+
+
+def assert_no_leak(text: str, secrets: Iterable[Any]) -> None:
+    for secret in secrets:
+        assert str(secret) not in text, f"a secret or token leaked: {str(secret)[:4]}…"
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 5.0, interval: float = 0.02) -> None:
+    """Poll ``predicate`` until it is true or ``timeout`` passes (then fail)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(interval)
+
+
+class FakeClock:
+    """A monotonic clock the test moves by hand (for cache TTLs)."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds

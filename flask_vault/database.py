@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
-from .errors import SecretNotFoundError
+from .errors import SecretNotFoundError, VaultError
 
 REQUIRED_FIELDS = ("username", "host", "database")
 
@@ -28,7 +28,7 @@ def build_database_url(data: Mapping[str, Any], *, path: str | None = None) -> s
             path=path,
         )
     driver = str(data.get("driver") or "postgresql")
-    port = int(data["port"]) if data.get("port") not in (None, "") else None
+    port = _port(data.get("port"), path)
     password = None if data.get("password") in (None, "") else str(data["password"])
     try:
         from sqlalchemy.engine import URL
@@ -43,6 +43,21 @@ def build_database_url(data: Mapping[str, Any], *, path: str | None = None) -> s
         database=str(data["database"]),
     )
     return url.render_as_string(hide_password=False)
+
+
+def _port(value: Any, path: str | None) -> int | None:
+    if value in (None, ""):
+        return None
+    try:
+        port = int(str(value).strip())
+    except ValueError:
+        port = -1
+    if not 0 < port < 65536:
+        # A VaultError (not ValueError) so the fallback order still applies; the value is not shown.
+        raise VaultError(
+            f"The database secret at {path or '?'} has a 'port' that is not a port number (1-65535).", path=path
+        )
+    return port
 
 
 def _build_by_hand(driver: str, username: str, password: str | None, host: str, port: int | None, database: str) -> str:

@@ -7,10 +7,13 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify, request, session
 from flask_jwt_extended import JWTManager, create_access_token, get_jwt_identity, jwt_required
 
+from flask_vault.jwt import use_vault_jwt_keys
+
 from .models import Product, db
 
 bp = Blueprint("store", __name__)
 jwt = JWTManager()
+use_vault_jwt_keys(jwt)  # JWTs signed before a JWT_SECRET_KEY rotation stay valid until they expire
 
 
 @bp.get("/")

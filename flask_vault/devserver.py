@@ -150,3 +150,177 @@ class OpenBaoServer:
 
     def __exit__(self, *exc_info: Any) -> None:
         self.stop()
+
+
+class PersistentOpenBaoServer(OpenBaoServer):
+    """A non-dev server with on-disk storage: data survives a restart; it can be sealed.
+
+    OpenBao has no "file" backend; ``storage="file"`` means single-node integrated (Raft)
+    storage in a temporary folder, which is what a file-storage Vault was for here.
+
+    The first ``start()`` initializes it (one unseal key) and enables KV v2 at ``secret/``;
+    every ``start()`` unseals it. ``root_token`` and ``unseal_key`` are set after the first start.
+    """
+
+    def __init__(
+        self,
+        *,
+        port: int | None = None,
+        storage: str = "file",
+        binary: str | None = None,
+        extra_config: str = "",
+        cluster_port: int | None = None,
+    ) -> None:
+        super().__init__(port=port, root_token="", binary=binary)
+        self.storage = storage
+        self.extra_config = extra_config
+        self.cluster_port = cluster_port or self.port + 1
+        self.data_dir = self.workdir / "data"
+        self.data_dir.mkdir()
+        self.unseal_key: str | None = None
+
+    def config_text(self) -> str:
+        if self.storage == "file":
+            storage = f'storage "raft" {{\n  path = "{self.data_dir}"\n  node_id = "node1"\n}}\n'
+        else:
+            storage = self.storage
+        return (
+            storage + f'listener "tcp" {{\n  address = "127.0.0.1:{self.port}"\n'
+            f'  cluster_address = "127.0.0.1:{self.cluster_port}"\n  tls_disable = true\n}}\n'
+            f'api_addr = "{self.url}"\ncluster_addr = "https://127.0.0.1:{self.cluster_port}"\n' + self.extra_config
+        )
+
+    def command(self) -> list[str]:
+        config_path = self.workdir / "server.hcl"
+        config_path.write_text(self.config_text())
+        return [self.binary, "server", f"-config={config_path}"]
+
+    def start(self, timeout: float = 30.0) -> PersistentOpenBaoServer:
+        super().start(timeout)
+        if self.unseal_key is None:
+            self.initialize()
+        else:
+            self.unseal()
+        return self
+
+    def initialize(self) -> None:
+        response = requests.put(f"{self.url}/v1/sys/init", json={"secret_shares": 1, "secret_threshold": 1}, timeout=30)
+        response.raise_for_status()
+        body = response.json()
+        self.unseal_key, self.root_token = body["keys"][0], body["root_token"]
+        self.unseal()
+        self.wait_active()
+        self.root_client().sys.enable_secrets_engine("kv", path="secret", options={"version": "2"})
+
+    def unseal(self) -> None:
+        response = requests.put(f"{self.url}/v1/sys/unseal", json={"key": self.unseal_key}, timeout=30)
+        response.raise_for_status()
+
+    def seal(self) -> None:
+        requests.put(
+            f"{self.url}/v1/sys/seal", headers={"X-Vault-Token": self.root_token}, timeout=30
+        ).raise_for_status()
+
+    def wait_active(self, timeout: float = 30.0) -> None:
+        """Wait until this node answers /sys/health with 200 (active, unsealed)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"{self.url}/v1/sys/health", timeout=1).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"{self.url} did not become active within {timeout:g}s.\n{self.log_text()[-2000:]}")
+
+
+class RaftCluster:
+    """Three (or ``size``) OpenBao nodes with integrated storage on loopback."""
+
+    def __init__(self, size: int = 3, binary: str | None = None) -> None:
+        self.nodes: list[PersistentOpenBaoServer] = []
+        ports = [free_port_pair() for _ in range(size)]
+        leader_url = f"http://127.0.0.1:{ports[0]}"
+        for index, port in enumerate(ports):
+            node = PersistentOpenBaoServer(port=port, binary=binary)
+            join = "" if index == 0 else f'  retry_join {{\n    leader_api_addr = "{leader_url}"\n  }}\n'
+            node.storage = (
+                f'storage "raft" {{\n  path = "{node.data_dir}"\n  node_id = "node{index + 1}"\n'
+                f"  performance_multiplier = 1\n{join}}}\n"
+            )
+            self.nodes.append(node)
+
+    @property
+    def urls(self) -> list[str]:
+        return [node.url for node in self.nodes]
+
+    @property
+    def root_token(self) -> str:
+        return self.nodes[0].root_token
+
+    def start(self, timeout: float = 60.0) -> RaftCluster:
+        first, *others = self.nodes
+        first.start(timeout)
+        for node in others:
+            node.unseal_key, node.root_token = first.unseal_key, first.root_token
+            OpenBaoServer.start(node, timeout)
+            self._unseal_until_joined(node, timeout)
+        self.wait_for_voters(timeout)
+        return self
+
+    def wait_for_voters(self, timeout: float = 60.0) -> None:
+        """Wait until autopilot has made every node a healthy voter (so losing one keeps quorum)."""
+        deadline = time.monotonic() + timeout
+        leader = self.nodes[0]
+        while time.monotonic() < deadline:
+            try:
+                state = requests.get(
+                    f"{leader.url}/v1/sys/storage/raft/autopilot/state",
+                    headers={"X-Vault-Token": self.root_token},
+                    timeout=2,
+                ).json()["data"]
+                voters = state.get("voters") or []
+                if state.get("healthy") and len(voters) == len(self.nodes):
+                    return
+            except (requests.RequestException, ValueError, KeyError, TypeError):
+                pass
+            time.sleep(0.25)
+        raise RuntimeError(f"The cluster did not reach {len(self.nodes)} healthy voters within {timeout:g}s.")
+
+    @staticmethod
+    def _unseal_until_joined(node: PersistentOpenBaoServer, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                node.unseal()
+                health = requests.get(f"{node.url}/v1/sys/health", timeout=1)
+                if health.status_code in (200, 429, 473) and not health.json().get("sealed"):
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"{node.url} did not join the cluster within {timeout:g}s.\n{node.log_text()[-2000:]}")
+
+    def active_node(self, timeout: float = 60.0) -> PersistentOpenBaoServer:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for node in self.nodes:
+                if node.process is None or node.process.poll() is not None:
+                    continue
+                try:
+                    if requests.get(f"{node.url}/v1/sys/health", timeout=1).status_code == 200:
+                        return node
+                except requests.RequestException:
+                    continue
+            time.sleep(0.1)
+        raise RuntimeError(f"No active node within {timeout:g}s.")
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+    def __enter__(self) -> RaftCluster:
+        return self.start()
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.stop()

@@ -516,6 +516,8 @@ class VaultClient:
             return None  # the request may have reached Vault: do not write twice
         if error.status == 501:  # not initialized: waiting will not help
             return None
+        if isinstance(exc, requests.ReadTimeout):
+            return None  # a hung server: retrying would multiply the wait the timeout promised
         return random.uniform(0, min(_BACKOFF_CAP, _BACKOFF_BASE * 2**attempt))
 
     def _fail_over(self) -> None:

@@ -221,7 +221,7 @@ class VaultClient:
     def _read_entry(self, name: str, *, version: int | None = None) -> CachedSecret:
         rel = self.secret_path(name)
         full = self.full_path(name)
-        if self.kv_version() == 1:
+        if self.kv_version(full) == 1:
             if version is not None:
                 raise VaultConfigError(f"Versions need a KV v2 mount; {self.mount_point!r} is KV v1.", key="version")
             response = self._call(
@@ -264,7 +264,7 @@ class VaultClient:
         full = f"{self.mount_point}/{rel}"
         kv = self._hvac.secrets.kv
         lister: Callable[[], Any]
-        if self.kv_version() == 1:
+        if self.kv_version(full) == 1:
             lister = lambda: kv.v1.list_secrets(rel, mount_point=self.mount_point)  # noqa: E731
         else:
             lister = lambda: kv.v2.list_secrets(rel, mount_point=self.mount_point)  # noqa: E731
@@ -296,7 +296,7 @@ class VaultClient:
             raise VaultConfigError("data must be a non-empty mapping of field names (strings) to values.", key="data")
         payload = dict(data)
         rel, full = self.secret_path(name), self.full_path(name)
-        if self.kv_version() == 1:
+        if self.kv_version(full) == 1:
             if cas is not None:
                 raise VaultConfigError("cas needs a KV v2 mount.", key="cas")
             self._call(
@@ -388,17 +388,21 @@ class VaultClient:
 
     # -- server ----------------------------------------------------------------------
 
-    def kv_version(self) -> int:
-        """1 or 2, detected once from the mount's options (2 when it can't be told)."""
+    def kv_version(self, for_path: str | None = None) -> int:
+        """1 or 2, detected once from the mount's options (2 when it can't be told).
+
+        ``for_path`` is the secret path being accessed, named by the error when the
+        detection itself fails (e.g. Vault is unreachable).
+        """
         if self._kv_version is None:
-            self._kv_version = self._detect_kv_version()
+            self._kv_version = self._detect_kv_version(for_path)
         return self._kv_version
 
-    def _detect_kv_version(self) -> int:
+    def _detect_kv_version(self, for_path: str | None = None) -> int:
         try:
             response = self._call(
                 "mount",
-                self.mount_point,
+                for_path or self.mount_point,
                 lambda: self._hvac.adapter.get(f"/v1/sys/internal/ui/mounts/{self.mount_point}"),
             )
         except (VaultPermissionError, SecretNotFoundError, VaultAuthError):

@@ -6,6 +6,7 @@ token or a secret value.
 
 from __future__ import annotations
 
+import logging
 import socket
 from collections.abc import Iterator
 from typing import Any
@@ -261,3 +262,40 @@ def test_mount_lookup_failure_names_the_secret_path(requests_mock: Any) -> None:
     with pytest.raises(VaultUnavailableError) as excinfo:
         client.get_secret("flask")
     assert excinfo.value.path == "secret/store-erp/development/flask"
+
+
+def test_log_records_never_contain_the_token_or_secret_values(
+    base_config: dict[str, Any],
+    vault_root: hvac.Client,
+    seeded: dict,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from core_support import init_vault
+
+    caplog.set_level(logging.DEBUG)  # every logger, at its most talkative
+    token = token_with_policy(vault_root, read_policy("secret", "store-erp/test/*"))
+    monkeypatch.setenv("STRIPE_API_KEY", "sk_env_canary_value")
+    app, vault = init_vault(
+        base_config,
+        VAULT_TOKEN=token,
+        VAULT_SECRETS={
+            "SECRET_KEY": "flask#secret_key",
+            "JWT_SECRET_KEY": "flask#jwt_secret",
+            "SQLALCHEMY_DATABASE_URI": "database",
+            "STRIPE_API_KEY": "payments#stripe",  # missing in Vault: env fallback, logged as a warning
+        },
+    )
+    with app.app_context():
+        client = vault.client
+        client.get_secret("flask", use_cache=False)
+        with pytest.raises(SecretNotFoundError):
+            client.get_secret("flask", "no_such_field")
+        with pytest.raises(VaultPermissionError):
+            client_for(base_config, VAULT_TOKEN=token, VAULT_ENVIRONMENT="other").get_secret("flask")
+        client.health_check()
+    assert caplog.records, "expected some log records to scan"
+    text = "\n".join(f"{record.getMessage()} {vars(record)!r}" for record in caplog.records)
+    secrets = [token, "sk_env_canary_value", *seeded["flask"].values(), seeded["database"]["password"]]
+    for secret in secrets:
+        assert secret not in text

@@ -145,12 +145,13 @@ def test_settings_repr_hides_the_token() -> None:
     assert "canary-settings-token" not in repr(settings)
 
 
-def test_init_app_rejects_a_bad_setting_before_contacting_vault(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_init_app_rejects_a_bad_setting_before_contacting_vault(requests_mock: Any) -> None:
     app = Flask("bad_settings")
-    app.config.update(VAULT_URL="http://127.0.0.1:9", VAULT_CACHE_TTL="forever")
+    app.config.update(VAULT_URL="http://vault.invalid:8200", VAULT_TOKEN="t", VAULT_CACHE_TTL="forever")
     with pytest.raises(VaultConfigError, match="VAULT_CACHE_TTL"):
         FlaskVault(app)
     assert "vault" not in app.extensions
+    assert requests_mock.call_count == 0
 
 
 def test_init_app_reads_settings_from_environment_when_config_lacks_them(

@@ -123,8 +123,19 @@ def parse_secrets_mapping(key: str, value: object) -> dict[str, str]:
                 f"{key}[{config_key!r}] must be 'name#field' or a bare 'name', got {reference!r}.",
                 key=key,
             )
+        _check_reference_name(key, config_key, reference)
         mapping[config_key] = reference
     return mapping
+
+
+def _check_reference_name(key: str, config_key: str, reference: str) -> None:
+    """Secret names are checked here, at load, so a bad one is refused before any request (login included)."""
+    from .paths import check_secret_name
+
+    try:
+        check_secret_name(reference.split("#", 1)[0])
+    except VaultConfigError as exc:
+        raise VaultConfigError(f"{key}[{config_key!r}]: {exc.message}", key=key) from None
 
 
 def parse_auth_method(key: str, value: object) -> str | None:

@@ -123,18 +123,6 @@ def test_missing_token_raises_auth_error(base_config: dict[str, Any]) -> None:
     assert_names_location(excinfo.value, base_config["VAULT_URL"])
 
 
-def test_missing_token_is_not_replaced_by_home_vault_token_file(
-    base_config: dict[str, Any], tmp_path: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    home = tmp_path / "home-with-token"
-    home.mkdir()
-    (home / ".vault-token").write_text("root")  # hvac on its own would pick this up
-    monkeypatch.setenv("HOME", str(home))
-    config = {k: v for k, v in base_config.items() if k != "VAULT_TOKEN"}
-    with pytest.raises(VaultAuthError):
-        client_for(config).get_secret("flask")
-
-
 def test_missing_secret_raises_not_found_naming_location(base_config: dict[str, Any], unique_env: str) -> None:
     client = client_for(base_config, VAULT_ENVIRONMENT=unique_env)
     with pytest.raises(SecretNotFoundError) as excinfo:

@@ -109,6 +109,8 @@ def test_tls_verification_from_cacert_and_skip_verify(config, environ, expected)
         ("VAULT_SECRETS", '["SECRET_KEY"]', "mapping"),
         ("VAULT_SECRETS", {"SECRET_KEY": 42}, "name#field"),
         ("VAULT_SECRETS", {"SECRET_KEY": "#field"}, "name#field"),
+        ("VAULT_SECRETS", {"SECRET_KEY": "../flask#secret_key"}, "Invalid secret name"),
+        ("VAULT_SECRETS", '{"SECRET_KEY": "fläsk#secret_key"}', "Invalid secret name"),
         ("VAULT_MOUNT_POINT", "", "non-empty"),
         ("VAULT_MOUNT_POINT", "secret/../sys", "segments"),
         ("VAULT_ENVIRONMENT", "prod uction", "segments"),

@@ -5,7 +5,8 @@ One entry per secret path, so one Vault read serves every field of a secret.
 * A fresh entry is served from memory (cachetools ``TTLCache``).
 * N threads missing the same path at once share one Vault read (single-flight).
 * An entry read in the last fifth of its TTL is refreshed in the background, so a
-  request with a warm cache does not wait on Vault.
+  request with a warm cache does not wait on Vault; if that refresh has not answered
+  by the time the entry expires, requests get the last good value meanwhile.
 * When a read fails because Vault is unavailable, the last good value is served for
   up to ``stale_max_age`` seconds after it was read, with one warning per outage.
   While the outage lasts, requests get the stale value at once and one background
@@ -57,6 +58,7 @@ class CacheStats:
     stale_serves: int = 0
     refresh_failures: int = 0
     background_refreshes: int = 0
+    served_while_refreshing: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
@@ -81,6 +83,7 @@ class SecretCache:
         )
         self._last_good: LRUCache[str, CachedSecret] = LRUCache(maxsize=maxsize)
         self._inflight: dict[str, Future[CachedSecret]] = {}
+        self._refreshing: set[str] = set()  # paths with a background refresh under way
         self._lock = threading.RLock()
         self._outage_since: float | None = None
         self._next_probe = 0.0
@@ -99,6 +102,9 @@ class SecretCache:
             during_outage = self._serve_during_outage(path, loader)
             if during_outage is not None:
                 return during_outage
+            refreshing = self._stale_while_refreshing(path)
+            if refreshing is not None:
+                return refreshing
         with self._lock:
             self.stats.misses += 1
         try:
@@ -160,6 +166,20 @@ class SecretCache:
             self._refresh_in_background(path, loader)
         return stale
 
+    def _stale_while_refreshing(self, path: str) -> CachedSecret | None:
+        """An expired entry whose (background) refresh is already under way: don't queue behind it.
+
+        The refresh was started ahead of expiry and has not answered yet, so Vault is slow;
+        the last good value, within its stale limit, is the better answer for this request.
+        """
+        with self._lock:
+            if path not in self._refreshing:
+                return None
+            stale = self._usable_stale_locked(path)
+            if stale is not None:
+                self.stats.served_while_refreshing += 1
+            return stale
+
     def _usable_stale(self, path: str) -> CachedSecret | None:
         with self._lock:
             return self._usable_stale_locked(path)
@@ -214,8 +234,9 @@ class SecretCache:
 
     def _refresh_in_background(self, path: str, loader: Loader) -> None:
         with self._lock:
-            if path in self._inflight:
+            if path in self._inflight or path in self._refreshing:
                 return
+            self._refreshing.add(path)
             self.stats.background_refreshes += 1
 
         def run() -> None:
@@ -223,6 +244,9 @@ class SecretCache:
                 self._load(path, loader)
             except Exception:  # already counted; the next request tries again
                 log.debug("Background refresh of %s failed.", path, exc_info=True)
+            finally:
+                with self._lock:
+                    self._refreshing.discard(path)
 
         threading.Thread(target=run, name="flask-vault-refresh", daemon=True).start()
 

@@ -16,6 +16,8 @@ import hvac.adapters
 import hvac.exceptions
 import requests
 
+from .errors import VaultError
+
 
 class VaultAdapter(hvac.adapters.JSONAdapter):
     """JSONAdapter that records ``status_code`` on errors and vets redirects."""
@@ -32,30 +34,45 @@ class VaultAdapter(hvac.adapters.JSONAdapter):
     def _follow_once(self, method: str, url: str, response: requests.Response, headers: Any, **kwargs: Any) -> Any:
         location = response.headers.get("Location", "")
         target = urlsplit(location)
-        here = urlsplit(self.base_uri)
         origin = f"{target.scheme}://{target.netloc}"
-        if target.scheme != here.scheme or origin not in self.allowed_origins:
-            error = hvac.exceptions.UnexpectedError(
-                f"Vault redirected to an address that is not configured ({target.scheme}://{target.hostname}); "
-                "not following it, so the token stays with the configured servers",
-                method=method,
-                url=url,
+        if target.scheme != urlsplit(self.base_uri).scheme or origin not in self.allowed_origins:
+            raise VaultError(
+                f"Vault at {self.base_uri} redirected to an address that is not configured"
+                f" ({target.scheme}://{target.hostname}); not following it, so the token stays with the"
+                " configured servers. List every Vault address in VAULT_URL.",
+                url=self.base_uri,
+                status=response.status_code,
             )
-            error.status_code = response.status_code  # type: ignore[attr-defined]
-            raise error
-        saved = self.base_uri
-        self.base_uri = origin
-        try:
-            followed = super().request(
-                method, target.path + (f"?{target.query}" if target.query else ""), headers=headers, **kwargs
+        request_kwargs = {**self._kwargs, **kwargs}  # type: ignore[attr-defined]  # hvac sets it, untyped
+        followed = self.session.request(
+            method=method,
+            url=location,
+            headers={**(headers or {}), **self._vault_headers()},
+            allow_redirects=False,
+            **request_kwargs,
+        )
+        if followed.is_redirect:
+            raise VaultError(
+                f"Vault redirected twice ({self.base_uri}, then {origin}); not following a second redirect.",
+                url=self.base_uri,
+                status=followed.status_code,
             )
-        finally:
-            self.base_uri = saved
-        if isinstance(followed, requests.Response) and followed.is_redirect:
-            error = hvac.exceptions.UnexpectedError("Vault redirected twice; not following", method=method, url=url)
-            error.status_code = followed.status_code  # type: ignore[attr-defined]
-            raise error
+        if not followed.ok:
+            self._raise_for_error(method, location, followed)
+        if followed.status_code == 200:
+            try:
+                return followed.json()
+            except ValueError:
+                pass
         return followed
+
+    def _vault_headers(self) -> dict[str, str]:
+        headers = {"X-Vault-Request": "true"}
+        if self.token:
+            headers["X-Vault-Token"] = self.token
+        if self.namespace:
+            headers["X-Vault-Namespace"] = self.namespace
+        return headers
 
     def raw_get(self, url: str, **kwargs: Any) -> requests.Response:
         """A GET that returns the ``requests.Response`` whatever its status (for /sys/health)."""

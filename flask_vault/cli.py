@@ -122,6 +122,10 @@ def _interactive() -> bool:
     return sys.stdin is not None and sys.stdin.isatty()
 
 
+def _stdout_is_terminal() -> bool:
+    return sys.stdout is not None and sys.stdout.isatty()
+
+
 def _confirm(question: str, yes: bool) -> None:
     """Ask on a terminal (unless --yes); without one, go ahead as cron jobs need."""
     if not yes and _interactive():
@@ -145,7 +149,7 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
 
 def _progress(items: list[str], label: str) -> Iterator[str]:
     """Iterate with click's progress bar on a terminal, plainly otherwise (cron logs)."""
-    if not items or sys.stdout is None or not sys.stdout.isatty():
+    if not items or not _stdout_is_terminal():
         yield from items
         return
     with click.progressbar(items, label=label, show_pos=True, item_show_func=lambda n: n or "") as bar:

@@ -47,7 +47,8 @@ class TcpProxy:
         listener.bind(("127.0.0.1", self.port))
         listener.listen(64)
         self._listener = listener
-        threading.Thread(target=self._accept_loop, args=(listener,), daemon=True).start()
+        self._acceptor = threading.Thread(target=self._accept_loop, args=(listener,), daemon=True)
+        self._acceptor.start()
 
     def _accept_loop(self, listener: socket.socket) -> None:
         while not self._stop.is_set():
@@ -56,6 +57,9 @@ class TcpProxy:
             except OSError:
                 return
             with self._lock:
+                if self._stop.is_set() or self._listener is not listener:
+                    conn.close()  # accepted while closing: don't leave it to the garbage collector
+                    return
                 self._held.append(conn)
                 mode = self.mode
             if mode == "forward":
@@ -101,3 +105,6 @@ class TcpProxy:
         self._stop.set()
         with self._lock:
             self._close_all()
+        acceptor = getattr(self, "_acceptor", None)
+        if acceptor is not None:
+            acceptor.join(timeout=5)

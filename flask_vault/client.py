@@ -24,6 +24,7 @@ import hvac.exceptions
 import requests
 
 from . import audit
+from .auth import Authenticator, authenticator_from_settings
 from .cache import CachedSecret, SecretCache
 from .errors import (
     SecretNotFoundError,
@@ -34,6 +35,7 @@ from .errors import (
     VaultPermissionError,
     VaultUnavailableError,
 )
+from .keeper import TokenKeeper
 from .paths import base_path, check_secret_name, relative_path
 from .settings import VaultSettings
 from .transport import VaultAdapter, origin_of
@@ -73,6 +75,7 @@ class VaultClient:
         timeout: float | None = None,
         settings: VaultSettings | None = None,
         clock: Callable[[], float] = time.monotonic,
+        authenticator: Authenticator | None = None,
     ) -> None:
         if settings is None:
             overrides = {
@@ -98,6 +101,8 @@ class VaultClient:
         self._kv_version: int | None = None
         self._lock = threading.Lock()
         self._hvac = self._new_hvac_client(settings.token)
+        #: Logs in, renews and replaces the token (see flask_vault.keeper); one per client per process.
+        self.keeper = TokenKeeper(self, authenticator or authenticator_from_settings(settings), clock=clock)
 
     # -- construction ----------------------------------------------------------------
 
@@ -120,6 +125,11 @@ class VaultClient:
         )
         self._adapter(client).allowed_origins = frozenset(origin_of(url) for url in self.settings.urls)
         return client
+
+    def _reset_after_fork(self) -> None:
+        """In a forked child (called by the keeper): fresh locks and an HTTP session of its own."""
+        self._lock = threading.Lock()
+        self._hvac = self._new_hvac_client(self.token)
 
     @staticmethod
     def _adapter(client: hvac.Client) -> VaultAdapter:
@@ -429,6 +439,7 @@ class VaultClient:
             "standby": None,
             "version": None,
             "authenticated": False,
+            "auth_method": self.keeper.method,
         }
         report.update(self._server_health())
         if report["reachable"] and report["initialized"] and not report["sealed"]:
@@ -464,6 +475,10 @@ class VaultClient:
         }
 
     def _token_health(self) -> dict[str, Any]:
+        try:
+            self.keeper.before_call()  # auth: log in first when this process has not yet
+        except VaultError as exc:
+            return {"authenticated": False, "error": exc.message}
         if not self.token:
             return {"authenticated": False, "error": "No Vault token: set VAULT_TOKEN or configure a login method."}
         try:
@@ -493,11 +508,16 @@ class VaultClient:
         started = time.perf_counter()
         attempt = 0
         backoff_spent = 0.0
+        relogged = False
         while True:
+            generation = self.keeper.before_call()  # auth: log in first when this process has no token yet
             try:
                 result = func()
             except Exception as exc:
                 error = self._translate(exc, path)
+                if not relogged and self.keeper.recover(error, generation):
+                    relogged = True  # auth: 403 for an expired or revoked token; new token, retry once
+                    continue
                 delay = self._retry_delay(exc, error, attempt, idempotent)
                 if delay is None or backoff_spent + delay > RETRY_BUDGET:
                     audit.record(operation, path, outcome=type(error).__name__, duration=time.perf_counter() - started)

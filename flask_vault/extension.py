@@ -17,6 +17,7 @@ from typing import Any
 
 from flask import Flask, current_app
 
+from .auth import authenticator_from_settings, without_credentials
 from .cache import CachedSecret
 from .client import VaultClient
 from .errors import VaultConfigError, VaultError, VaultUnavailableError
@@ -58,9 +59,12 @@ class FlaskVault:
                 " (with an app factory, create a new app for different settings)."
             )
         settings = VaultSettings.load(app.config, os.environ, default_prefix=app.name)
-        client = VaultClient.from_settings(settings)
+        authenticator = authenticator_from_settings(settings)  # checks the login settings
+        settings = without_credentials(settings)  # from here on only the authenticator holds them
+        client = VaultClient.from_settings(settings, authenticator=authenticator)
         state = VaultState(settings=settings, client=client)
         self._remove_login_credentials(app)
+        log_in(client)
         state.sources = fill_config(app.config, state)
         app.extensions["vault"] = state
         self._start_live_refresh(app, state)
@@ -132,6 +136,18 @@ class FlaskVault:
 
     def get_secret(self, name: str, field: str | None = None, fallback_env: str | None = None) -> Any:
         return self.client.get_secret(name, field, fallback_env)
+
+
+def log_in(client: VaultClient) -> None:
+    """Log in before the first secret is read (the keeper then renews and logs in again).
+
+    A failure is only logged here: the reads that follow report it through the usual
+    fallback and fail-fast rules, naming each key.
+    """
+    try:
+        client.keeper.start()
+    except VaultError as exc:
+        log.warning("Vault login with %s failed: %s", client.keeper.method, exc.message)
 
 
 # -- filling config --------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import random
 import re
 import stat
@@ -359,6 +360,11 @@ def test_kv1_mount_is_refused_for_versioned_writes(
         result = vault(app, "rotate", "--secret", "flask", "--yes")
         assert result.exit_code == 1 and "needs a KV v2 mount" in result.output
         assert vault(app, "get", "flask").exit_code == 0
+        put = vault(app, "put", "flask", "--field", "jwt_secret", "--merge", input="v1-jwt-value-123")
+        assert put.exit_code == 0, put.output
+        stored = vault_root.secrets.kv.v1.read_secret(f"{PREFIX}/{env}/flask", mount_point=mount)["data"]
+        assert stored == {"secret_key": "k" * 20, "jwt_secret": "v1-jwt-value-123"}
+        assert len(backup_files(Path(app.instance_path) / "vault-backups")) == 1
     finally:
         vault_root.sys.disable_secrets_engine(mount)
 
@@ -597,3 +603,46 @@ def test_twenty_random_rotations_rollbacks_and_restores_lose_no_value(
         assert data in recoverable
     screen = "\n".join(outputs)
     assert not any(value in screen for data in held for value in data.values())
+
+
+def test_no_value_in_logs_or_reprs_at_debug_level(
+    cli_app: Flask,
+    vault_root: hvac.Client,
+    env: str,
+    seeded_env: dict,
+    backup_dir: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from flask_vault.backup import load_backup
+    from flask_vault.rotation import RotationRules, plan_rotation
+
+    caplog.set_level(logging.DEBUG)
+    outputs = [
+        vault(cli_app, *args).output
+        for args in (
+            ("rotate", "--secret", "flask", "--yes"),
+            ("rollback", "flask", "--version", "1", "--yes"),
+            ("backup", "--all"),
+            ("get", "flask"),
+            ("versions", "flask"),
+            ("put", "payments", "--field", "api_key", "--merge"),
+        )
+    ]
+    outputs.append(vault(cli_app, "restore", str(backup_files(backup_dir)[0]), "--yes").output)
+    client = cli_app.extensions["vault"].client
+    with cli_app.app_context():
+        reprs = [
+            repr(load_backup(backup_files(backup_dir)[0], client)),
+            repr(plan_rotation(client, "flask", RotationRules.from_config({}))),
+            repr(RotationRules.from_config({})),
+        ]
+    metadata = vault_root.secrets.kv.v2.read_secret_metadata(f"{PREFIX}/{env}/flask")["data"]
+    values = set(seeded_env["payments"].values())
+    for number in metadata["versions"]:
+        data = vault_root.secrets.kv.v2.read_secret_version(
+            f"{PREFIX}/{env}/flask", version=int(number), raise_on_deleted_version=True
+        )["data"]
+        values |= set(data["data"].values())
+    assert len(values) >= 6
+    everything = "\n".join([caplog.text, *outputs, *reprs])
+    assert [v for v in values if v in everything] == []

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import logging
 import os
 import uuid
 from collections.abc import Iterator
@@ -88,9 +89,15 @@ def cli_app(base_config: dict[str, Any], env: str, tmp_path: Path) -> Flask:
 
 
 def test_rotating_the_database_password_changes_the_role_in_postgresql(
-    cli_app: Flask, vault_root: hvac.Client, env: str, pg_admin: Any, pg_role: tuple[str, str]
+    cli_app: Flask,
+    vault_root: hvac.Client,
+    env: str,
+    pg_admin: Any,
+    pg_role: tuple[str, str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     role, initial = pg_role
+    caplog.set_level(logging.DEBUG)
     result = vault(cli_app, "rotate", "--secret", "database", "--yes")
     assert result.exit_code == 0, result.output
     assert f"PostgreSQL role {role!r} on 127.0.0.1:5432/test changed too" in result.output
@@ -99,6 +106,7 @@ def test_rotating_the_database_password_changes_the_role_in_postgresql(
     assert password_is(pg_admin, role, data["password"])
     assert not password_is(pg_admin, role, initial)
     assert initial not in result.output and data["password"] not in result.output
+    assert initial not in caplog.text and data["password"] not in caplog.text
     [backup] = backup_files(Path(cli_app.instance_path) / "vault-backups")
     assert backup_data(backup)["password"] == initial
     assert {k: v for k, v in data.items() if k != "password"} == {

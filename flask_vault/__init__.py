@@ -2,6 +2,8 @@
 
 from .client import VaultClient, get_secret, get_vault_client
 from .errors import (
+    BackupError,
+    DatabaseRotationError,
     SecretNotFoundError,
     VaultAuthError,
     VaultConfigError,
@@ -16,6 +18,8 @@ from .refresh import SecretChange, secret_changed
 from .settings import VaultSettings
 
 __all__ = [
+    "BackupError",
+    "DatabaseRotationError",
     "FlaskVault",
     "SecretChange",
     "SecretNotFoundError",

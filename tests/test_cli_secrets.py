@@ -646,3 +646,24 @@ def test_no_value_in_logs_or_reprs_at_debug_level(
     assert len(values) >= 6
     everything = "\n".join([caplog.text, *outputs, *reprs])
     assert [v for v in values if v in everything] == []
+
+
+def test_the_commands_functions_work_without_the_cli(
+    cli_app: Flask, vault_root: hvac.Client, env: str, seeded_env: dict, backup_dir: Path
+) -> None:
+    from flask_vault.backup import BackupStore, restore
+    from flask_vault.rotation import RotationRules, rollback, rotate
+
+    with cli_app.app_context():
+        store = BackupStore.for_app(cli_app)
+        client = cli_app.extensions["vault"].client
+        rotated = rotate(client, "flask", RotationRules.from_config({}), store)
+        assert (rotated.old_version, rotated.new_version, rotated.fields) == (1, 2, ("jwt_secret", "secret_key"))
+        assert rotated.backup is not None and backup_data(rotated.backup) == seeded_env["flask"]
+        rolled = rollback(client, "flask", 1, store)
+        assert rolled.new_version == 3 and current(vault_root, env, "flask")[1] == seeded_env["flask"]
+        restored = restore(client, store, rolled.backup)  # the rotated data
+        assert restored.new_version == 4
+        assert current(vault_root, env, "flask")[1] == backup_data(rolled.backup)
+        new_values = current(vault_root, env, "flask")[1].values()
+        assert not any(v in repr(r) or v in repr(r.as_dict()) for r in (rotated, rolled, restored) for v in new_values)

@@ -187,6 +187,9 @@ def plan_rotation(
         chosen = rules.fields_for(name)
         if not chosen:
             raise not_configured_error(client, name, current)
+    if not fields and name not in rules.configured:
+        # Built-in defaults adapt to the secret (an app without JWT has no jwt_secret).
+        chosen = tuple(rule for rule in chosen if rule.field in current.data) or chosen
     missing = [rule.field for rule in chosen if rule.field not in current.data]
     if missing:
         present = ", ".join(sorted(current.data)) or "none"

@@ -195,6 +195,27 @@ def test_rotate_one_field_keeps_the_others(cli_app: Flask, vault_root: hvac.Clie
     assert data["jwt_secret"] != seeded_env["flask"]["jwt_secret"]
 
 
+def test_default_rules_rotate_the_default_fields_that_exist(
+    base_config: dict, vault_root: hvac.Client, env: str, tmp_path: Path
+) -> None:
+    seed_env(vault_root, env, extra={"flask": {"secret_key": "only-a-secret-key-123"}})
+    only_key = {"SECRET_KEY": "flask#secret_key"}
+    app = make_cli_app(base_config, env, tmp_path, VAULT_SECRETS=only_key)
+    result = vault(app, "rotate", "--all", "--yes")
+    assert result.exit_code == 0, result.output
+    version, data = current(vault_root, env, "flask")
+    assert version == 2 and list(data) == ["secret_key"] and data["secret_key"] != "only-a-secret-key-123"
+    strict = make_cli_app(
+        base_config,
+        env,
+        tmp_path / "strict",
+        VAULT_SECRETS=only_key,
+        VAULT_ROTATION={"flask": ["secret_key", "jwt_secret"]},
+    )
+    refused = vault(strict, "rotate", "--secret", "flask", "--yes")
+    assert refused.exit_code == 1 and "no field 'jwt_secret' to rotate" in refused.output
+
+
 def test_rotate_uses_the_configured_length_alphabet_and_generator(
     base_config: dict, vault_root: hvac.Client, env: str, seeded_env: dict, tmp_path: Path
 ) -> None:

@@ -676,6 +676,7 @@ class TokenKeeper:
         state = self._state
         self._reset_process_state()
         self.client._reset_after_fork()
+        self.stats = KeeperStats()  # counters are per process
         self._failure = None
         self._valid_confirmed = None
         if state is not None and state.created:

@@ -19,7 +19,7 @@ from .backup import BackupStore, load_backup
 from .changes import ChangeResult, apply_change, changed_fields, check_can_write, read_current, require_kv2
 from .client import VaultClient
 from .errors import SecretNotFoundError, VaultError
-from .health import build_report
+from .health import format_report, get_monitor
 from .paths import check_secret_name
 from .policies import TEMPLATES, render_policy
 from .rotation import RotationRules, apply_plan, plan_rotation, rollback
@@ -30,20 +30,19 @@ EXIT_CODES = {"pass": 0, "warn": 1, "fail": 2}
 
 
 @vault_cli.command("status")
-def status_command() -> None:
-    """Server, login and secrets summary (exit 0 pass, 1 warn, 2 fail)."""
-    report = build_report(current_app.extensions["vault"])
-    click.echo(f"status: {report['status']}")
-    for name, check in report["checks"].items():
-        details = ", ".join(f"{k}={v}" for k, v in check.items() if k not in ("status", "keys") and v is not None)
-        click.echo(f"  {name}: {check['status']}" + (f" ({details})" if details else ""))
-        for key, source in check.get("keys", {}).items():
-            where = source.get("path", "") + (f"#{source['field']}" if source.get("field") else "")
-            version = f" v{source['version']}" if source.get("version") else ""
-            click.echo(f"    {key}: {source['origin']} {where}{version}")
-    if report.get("output"):
-        click.echo(f"  note: {report['output']}")
-    click.get_current_context().exit(EXIT_CODES[report["status"]])
+@click.option("--json", "as_json", is_flag=True, help="Print the /health/vault document (with details) instead.")
+def status_command(as_json: bool) -> None:
+    """Server, login, secrets and cache, as /health/vault sees them (exit 0 pass, 1 warn, 2 fail).
+
+    Always probes Vault afresh. Prints origins, versions and ages of the filled config
+    keys; never a value, token or accessor.
+    """
+    report = get_monitor(current_app.extensions["vault"]).report(fresh=True)
+    if as_json:
+        click.echo(report.body(details=True).decode())
+    else:
+        click.echo(format_report(report))
+    click.get_current_context().exit(EXIT_CODES[report.status])
 
 
 # -- secrets: read, write, rotate, back up, restore ------------------------------------

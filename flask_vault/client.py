@@ -103,6 +103,13 @@ class VaultClient:
         self._hvac = self._new_hvac_client(settings.token)
         #: Logs in, renews and replaces the token (see flask_vault.keeper); one per client per process.
         self.keeper = TokenKeeper(self, authenticator or authenticator_from_settings(settings), clock=clock)
+        #: Audit records, request counters and the token's accessor hash (see flask_vault.audit).
+        self.trail = audit.AuditTrail(
+            token=lambda: self.token,
+            token_id_hint=lambda: getattr(getattr(self, "keeper", None), "token_id", None),
+            lookup_self=lambda: self._hvac.auth.token.lookup_self(),
+        )
+        self.metrics = self.trail.metrics
 
     # -- construction ----------------------------------------------------------------
 
@@ -520,7 +527,9 @@ class VaultClient:
                     continue
                 delay = self._retry_delay(exc, error, attempt, idempotent)
                 if delay is None or backoff_spent + delay > RETRY_BUDGET:
-                    audit.record(operation, path, outcome=type(error).__name__, duration=time.perf_counter() - started)
+                    duration = time.perf_counter() - started
+                    outcome = type(error).__name__
+                    self.trail.finish(operation, path, outcome=outcome, duration=duration, status=error.status)
                     raise error from exc
                 if _is_connection_error(exc):
                     self._fail_over()
@@ -528,8 +537,13 @@ class VaultClient:
                 backoff_spent += delay
                 time.sleep(delay)
                 continue
-            audit.record(
-                operation, path, outcome="ok", duration=time.perf_counter() - started, version=_version_of(result)
+            self.trail.finish(
+                operation,
+                path,
+                outcome="ok",
+                duration=time.perf_counter() - started,
+                version=_version_of(result),
+                result=result,
             )
             return result
 

@@ -13,7 +13,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask, current_app
 
@@ -25,6 +25,9 @@ from .mapping import SecretSource, keys_by_name, parse_references, value_for
 from .paths import check_secret_name
 from .refresh import ChangeCallback, ConfigRefresher
 from .settings import FALLBACK_ENV_NAMES, VaultSettings
+
+if TYPE_CHECKING:
+    from .health import HealthMonitor
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +43,8 @@ class VaultState:
     client: VaultClient
     sources: dict[str, SecretSource] = field(default_factory=dict)
     refresher: ConfigRefresher | None = None
+    #: The cached health probe behind /health/vault, `flask vault status` and stats().
+    health: HealthMonitor | None = field(default=None, repr=False)
 
 
 class FlaskVault:
@@ -67,6 +72,7 @@ class FlaskVault:
         log_in(client)
         state.sources = fill_config(app.config, state)
         app.extensions["vault"] = state
+        self._start_health_and_metrics(app, state)
         self._start_live_refresh(app, state)
         self._register(app, settings)
 
@@ -77,6 +83,14 @@ class FlaskVault:
         state.client.cache.add_listener(refresher.on_cache_update)
         if state.settings.live_refresh:
             app.before_request(refresher.touch)
+
+    @staticmethod
+    def _start_health_and_metrics(app: Flask, state: VaultState) -> None:
+        from .health import HealthMonitor
+        from .metrics import track
+
+        state.health = HealthMonitor(state)
+        track(app.name, state)  # Prometheus export, when prometheus_client is installed
 
     def on_change(self, name: str, callback: ChangeCallback | None = None) -> Any:
         """Call ``callback(change)`` when the secret ``name`` gets a new version ("*": any).
@@ -136,6 +150,13 @@ class FlaskVault:
 
     def get_secret(self, name: str, field: str | None = None, fallback_env: str | None = None) -> Any:
         return self.client.get_secret(name, field, fallback_env)
+
+    def stats(self) -> dict[str, Any]:
+        """Counters of ``current_app``'s Vault use: requests by operation and outcome, cache,
+        logins, renewals, health probes (see docs/health.md). No values, no tokens."""
+        from .metrics import collect_stats
+
+        return collect_stats(self._get_state())
 
 
 def log_in(client: VaultClient) -> None:

@@ -1,0 +1,238 @@
+"""Counters for ``vault.stats()`` and, when ``prometheus_client`` is installed, Prometheus.
+
+Each :class:`~flask_vault.client.VaultClient` owns a :class:`VaultMetrics` that counts
+its Vault requests by operation and outcome (fed by the audit trail, so every request
+that leaves an audit record is counted once). :func:`collect_stats` joins them with the
+cache's counters and the health probe's into the dict ``vault.stats()`` returns.
+
+With the optional ``prometheus`` extra, :func:`track` registers one collector per
+process in ``prometheus_client.REGISTRY`` (the first time an app is initialised) and
+adds the app to it; the collector reads the same counters at scrape time, labelled by
+app name. Nothing here holds a secret value, token or accessor.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .extension import VaultState
+
+#: Operation names counted as logins and renewals in ``stats()``.
+LOGIN_OPERATIONS = frozenset({"login"})
+RENEW_OPERATIONS = frozenset({"renew"})
+OK = "ok"
+
+
+class VaultMetrics:
+    """Thread-safe request counters of one client: (operation, outcome) -> count, durations."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[tuple[str, str], int] = {}
+        self._durations: dict[str, list[float]] = {}  # operation -> [count, total seconds]
+
+    def observe(self, operation: str, outcome: str, duration: float) -> None:
+        """Count one finished Vault request (``outcome`` is ``"ok"`` or an error class name)."""
+        key = (operation, outcome)
+        with self._lock:
+            self._counts[key] = self._counts.get(key, 0) + 1
+            totals = self._durations.setdefault(operation, [0.0, 0.0])
+            totals[0] += 1
+            totals[1] += duration
+
+    def count(self, operation: str | None = None, outcome: str | None = None) -> int:
+        """Requests matching ``operation`` and ``outcome`` (None: any)."""
+        with self._lock:
+            return sum(
+                n
+                for (op, out), n in self._counts.items()
+                if (operation is None or op == operation) and (outcome is None or out == outcome)
+            )
+
+    def requests(self) -> dict[str, dict[str, int]]:
+        """``{operation: {outcome: count}}``."""
+        with self._lock:
+            items = list(self._counts.items())
+        result: dict[str, dict[str, int]] = {}
+        for (operation, outcome), n in sorted(items):
+            result.setdefault(operation, {})[outcome] = n
+        return result
+
+    def durations(self) -> dict[str, tuple[int, float]]:
+        """``{operation: (count, total seconds)}``."""
+        with self._lock:
+            return {op: (int(c), s) for op, (c, s) in self._durations.items()}
+
+    def reset(self) -> None:
+        with self._lock:
+            self._counts.clear()
+            self._durations.clear()
+
+
+def collect_stats(state: VaultState) -> dict[str, Any]:
+    """The counters of one app: requests, cache, logins, renewals, health probes."""
+    client = state.client
+    metrics: VaultMetrics = client.metrics
+    requests = metrics.requests()
+    total = sum(sum(outcomes.values()) for outcomes in requests.values())
+    ok = sum(outcomes.get(OK, 0) for outcomes in requests.values())
+    logins = sum(metrics.count(op, OK) for op in LOGIN_OPERATIONS)
+    renewals = sum(metrics.count(op, OK) for op in RENEW_OPERATIONS)
+    cache = client.cache
+    outage_since = cache.outage_since
+    monitor = getattr(state, "health", None)
+    return {
+        "requests": requests,
+        "requests_total": total,
+        "request_errors": total - ok,
+        "cache": cache.stats.as_dict(),
+        "cache_entries": len(cache),
+        "outage_seconds": None if outage_since is None else round(max(0.0, cache.clock() - outage_since), 3),
+        "logins": logins,
+        "login_failures": sum(metrics.count(op) for op in LOGIN_OPERATIONS) - logins,
+        "renewals": renewals,
+        "renewal_failures": sum(metrics.count(op) for op in RENEW_OPERATIONS) - renewals,
+        "health_probes": monitor.probes if monitor is not None else 0,
+        "health_status": monitor.last_status if monitor is not None else None,
+    }
+
+
+# -- Prometheus ---------------------------------------------------------------------------
+
+_STATUS_VALUE = {"pass": 0, "warn": 1, "fail": 2}
+_CACHE_COUNTERS = {
+    "hits": "Secret reads answered from the fresh cache.",
+    "misses": "Secret reads that had to ask Vault.",
+    "reads": "Successful Vault reads stored in the cache.",
+    "stale_serves": "Secret reads answered from a stale entry while Vault was unavailable.",
+    "refresh_failures": "Vault reads of a secret that failed.",
+    "background_refreshes": "Background refreshes started (refresh-ahead and outage probes).",
+}
+
+#: id(state) -> (weak reference to the app's state, app name); dead apps drop out at scrape time.
+_tracked: dict[int, tuple[weakref.ref[VaultState], str]] = {}
+_tracked_lock = threading.Lock()
+_registered = False
+
+
+def track(app_name: str, state: VaultState, registry: Any = None) -> bool:
+    """Export this app's counters to Prometheus; registers the collector once per process.
+
+    Returns False (and does nothing) when ``prometheus_client`` is not installed.
+    ``registry`` is for tests; by default the process-wide ``REGISTRY`` is used.
+    """
+    global _registered
+    try:
+        import prometheus_client
+    except ImportError:
+        return False
+    with _tracked_lock:
+        _tracked[id(state)] = (weakref.ref(state), app_name)
+        if registry is not None:
+            registry.register(VaultCollector())
+        elif not _registered:
+            prometheus_client.REGISTRY.register(VaultCollector())
+            _registered = True
+    return True
+
+
+def _states() -> list[tuple[str, VaultState]]:
+    live: list[tuple[str, VaultState]] = []
+    with _tracked_lock:
+        for key, (ref, name) in list(_tracked.items()):
+            state = ref()
+            if state is None:
+                del _tracked[key]
+            else:
+                live.append((name, state))
+    return live
+
+
+#: Counter families: name -> (help, label names). prometheus_client appends ``_total``.
+_COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "flask_vault_requests": ("Vault operations by operation and outcome.", ("app", "operation", "outcome")),
+    **{f"flask_vault_cache_{name}": (doc, ("app",)) for name, doc in _CACHE_COUNTERS.items()},
+    "flask_vault_logins": ("Successful Vault logins.", ("app",)),
+    "flask_vault_renewals": ("Successful token renewals.", ("app",)),
+    "flask_vault_health_probes": ("Health probes sent to Vault (one sys/health, at most one lookup-self).", ("app",)),
+}
+_GAUGES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "flask_vault_health_status": ("Last /health/vault status: 0 pass, 1 warn, 2 fail.", ("app",)),
+    "flask_vault_outage_seconds": ("Seconds since Vault became unavailable (0 when it is not).", ("app",)),
+    "flask_vault_secret_age_seconds": (
+        "Seconds since the secret behind a filled config key was last read from Vault.",
+        ("app", "key"),
+    ),
+}
+
+
+class VaultCollector:
+    """A ``prometheus_client`` collector over every tracked app (apps with the same name add up)."""
+
+    def describe(self) -> list[Any]:
+        return []  # an "unchecked" collector: the label values vary from scrape to scrape
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, SummaryMetricFamily
+
+        counters: dict[str, dict[tuple[str, ...], float]] = {name: {} for name in _COUNTERS}
+        gauges: dict[str, dict[tuple[str, ...], float]] = {name: {} for name in _GAUGES}
+        durations: dict[tuple[str, str], tuple[int, float]] = {}
+
+        def add(family: str, labels: tuple[str, ...], value: float) -> None:
+            counters[family][labels] = counters[family].get(labels, 0.0) + value
+
+        def highest(family: str, labels: tuple[str, ...], value: float) -> None:
+            gauges[family][labels] = max(gauges[family].get(labels, value), value)
+
+        for app_name, state in _states():
+            stats = collect_stats(state)
+            for operation, outcomes in stats["requests"].items():
+                for outcome, n in outcomes.items():
+                    add("flask_vault_requests", (app_name, operation, outcome), n)
+            for operation, (n, seconds) in state.client.metrics.durations().items():
+                count, total = durations.get((app_name, operation), (0, 0.0))
+                durations[(app_name, operation)] = (count + n, total + seconds)
+            for name in _CACHE_COUNTERS:
+                add(f"flask_vault_cache_{name}", (app_name,), stats["cache"].get(name, 0))
+            add("flask_vault_logins", (app_name,), stats["logins"])
+            add("flask_vault_renewals", (app_name,), stats["renewals"])
+            add("flask_vault_health_probes", (app_name,), stats["health_probes"])
+            if stats["health_status"] in _STATUS_VALUE:
+                highest("flask_vault_health_status", (app_name,), _STATUS_VALUE[stats["health_status"]])
+            highest("flask_vault_outage_seconds", (app_name,), stats["outage_seconds"] or 0.0)
+            for config_key, age in _secret_ages(state).items():
+                highest("flask_vault_secret_age_seconds", (app_name, config_key), age)
+
+        for name, (doc, labels) in _COUNTERS.items():
+            counter = CounterMetricFamily(name, doc, labels=list(labels))
+            for values, total in sorted(counters[name].items()):
+                counter.add_metric(list(values), total)
+            yield counter
+        summary = SummaryMetricFamily(
+            "flask_vault_request_duration_seconds", "Time spent in Vault operations.", labels=["app", "operation"]
+        )
+        for (app_name, operation), (n, seconds) in sorted(durations.items()):
+            summary.add_metric([app_name, operation], count_value=n, sum_value=seconds)
+        yield summary
+        for name, (doc, labels) in _GAUGES.items():
+            gauge = GaugeMetricFamily(name, doc, labels=list(labels))
+            for values, value in sorted(gauges[name].items()):
+                gauge.add_metric(list(values), value)
+            yield gauge
+
+
+def _secret_ages(state: VaultState) -> dict[str, float]:
+    cache = state.client.cache
+    ages: dict[str, float] = {}
+    for key, source in list(state.sources.items()):
+        if source.origin != "vault" or not source.path:
+            continue
+        entry = cache.peek(source.path)
+        if entry is not None:
+            ages[key] = max(0.0, cache.age(entry))
+    return ages

@@ -1,0 +1,743 @@
+"""/health/vault, ``flask vault status``, the audit trail and ``vault.stats()`` (issue 5).
+
+Real OpenBao servers for what they can show (healthy, sealed, stopped, a refused token,
+AppRole logins); ``requests_mock`` for the health answers a single server won't give
+(429, 472, 473, 501, malformed bodies) and for counting the probes. Every health body,
+CLI output and audit record produced here is collected and, at the end, searched for
+the seeded secret values and every token, accessor and credential used.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+from urllib.parse import quote
+
+import hvac
+import pytest
+import requests
+import requests_mock
+from core_support import FakeClock, make_app, read_policy, token_with_policy
+from flask import Flask
+
+from flask_vault import FlaskVault, VaultClient, VaultSettings
+from flask_vault.audit import accessor_hash
+from flask_vault.devserver import PersistentOpenBaoServer
+from flask_vault.metrics import VaultCollector, track
+from tests.conftest import DATABASE_SECRET, ENVIRONMENT, FLASK_SECRET, PREFIX
+
+CHECKS = ("vault:server", "vault:login", "vault:secrets", "vault:cache")
+STATUS_ONLY = {name: [{"status": "pass"}] for name in CHECKS}
+
+# -- what must never appear, and everything that was shown --------------------------------
+
+#: Secret values and credentials; tests add the tokens, accessors and ids they create.
+FORBIDDEN: set[str] = {
+    FLASK_SECRET["secret_key"],
+    FLASK_SECRET["jwt_secret"],
+    str(DATABASE_SECRET["password"]),
+    "root",  # the dev server's root token
+}
+#: (kind, text) of every health body, CLI output, audit record and metrics page produced here.
+SEEN: list[tuple[str, str]] = []
+
+
+class _AuditCapture(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+        fields = getattr(record, "vault", None)
+        SEEN.append(("audit", record.getMessage() + " " + json.dumps(fields, default=str)))
+
+    def fields(self, operation: str | None = None) -> list[dict[str, Any]]:
+        found = [getattr(r, "vault", {}) for r in self.records]
+        return [f for f in found if operation is None or f.get("operation") == operation]
+
+
+@pytest.fixture(scope="module")
+def audit_log() -> Iterator[_AuditCapture]:
+    logger = logging.getLogger("flask_vault.audit")
+    handler = _AuditCapture()
+    previous = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    yield handler
+    logger.removeHandler(handler)
+    logger.setLevel(previous)
+
+
+@pytest.fixture(autouse=True)
+def _keep_the_audit_trail(audit_log: _AuditCapture) -> None:
+    """Every test in this module runs with the audit trail on and collected."""
+
+
+def health(app: Flask, headers: dict[str, str] | None = None) -> tuple[Any, dict[str, Any]]:
+    response = app.test_client().get("/health/vault", headers=headers or {})
+    text = response.get_data(as_text=True)
+    SEEN.append(("health", text))
+    return response, json.loads(text)
+
+
+def status_cli(app: Flask, *args: str) -> Any:
+    result = app.test_cli_runner().invoke(args=["vault", "status", *args])
+    SEEN.append(("cli", result.output))
+    return result
+
+
+def check(body: dict[str, Any], name: str) -> dict[str, Any]:
+    items = body["checks"][name]
+    assert len(items) == 1
+    item: dict[str, Any] = items[0]
+    return item
+
+
+def secrets_by_key(body: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {item["componentId"]: item for item in body["checks"]["vault:secrets"]}
+
+
+def poll(predicate: Callable[[], Any], *, timeout: float, interval: float = 0.05) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(interval)
+
+
+def new_app(base_config: dict[str, Any], **config: Any) -> Flask:
+    app = make_app(base_config, f"health_{uuid.uuid4().hex[:6]}", **config)
+    FlaskVault(app)
+    return app
+
+
+# -- a healthy server -------------------------------------------------------------------------
+
+
+def test_healthy_vault_passes_and_shows_only_statuses_by_default(app: Flask, vault: FlaskVault) -> None:
+    response, body = health(app)
+    assert response.status_code == 200
+    assert response.mimetype == "application/health+json"
+    assert response.headers["Cache-Control"] == "max-age=5"
+    assert body == {"status": "pass", "checks": STATUS_ONLY}
+
+
+def test_details_setting_shows_server_login_secrets_and_cache_in_the_draft_shape(
+    base_config: dict[str, Any],
+) -> None:
+    app = new_app(base_config, VAULT_HEALTH_DETAILS=True)
+    response, body = health(app)
+    assert response.status_code == 200 and body["status"] == "pass"
+
+    server = check(body, "vault:server")
+    assert server["status"] == "pass"
+    assert server["componentType"] == "datastore"
+    assert (server["state"], server["initialized"], server["sealed"], server["standby"]) == (
+        "active",
+        True,
+        False,
+        False,
+    )
+    assert isinstance(server["version"], str) and server["version"]
+    assert server["observedUnit"] == "ms" and server["observedValue"] >= 0
+    assert server["time"].endswith("Z")
+
+    login = check(body, "vault:login")
+    assert login["status"] == "pass" and login["authenticated"] is True and login["method"] == "token"
+    assert login["expires"] is False  # the dev root token has no TTL
+
+    secrets = secrets_by_key(body)
+    assert set(secrets) == {"SECRET_KEY", "JWT_SECRET_KEY", "SQLALCHEMY_DATABASE_URI"}
+    for key, item in secrets.items():
+        assert item["status"] == "pass" and item["origin"] == "vault", key
+        assert isinstance(item["version"], int) and item["version"] >= 1
+        assert item["observedUnit"] == "s" and item["observedValue"] >= 0
+    assert secrets["SECRET_KEY"]["path"] == f"secret/{PREFIX}/{ENVIRONMENT}/flask"
+    assert secrets["SECRET_KEY"]["field"] == "secret_key"
+
+    cache = check(body, "vault:cache")
+    assert cache["status"] == "pass"
+    assert cache["misses"] >= 2 and cache["staleServes"] == 0 and cache["refreshFailures"] == 0
+    assert "hits" in cache
+
+
+def test_details_need_the_bearer_token_compared_in_constant_time(
+    base_config: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bearer = f"health-bearer-{uuid.uuid4().hex}"
+    FORBIDDEN.add(bearer)
+    app = new_app(base_config, VAULT_HEALTH_TOKEN=bearer)
+    compared: list[bool] = []
+    import flask_vault.health as health_module
+
+    real_compare = health_module.hmac.compare_digest
+
+    def spy(a: bytes, b: bytes) -> bool:
+        compared.append(True)
+        return real_compare(a, b)
+
+    monkeypatch.setattr(health_module.hmac, "compare_digest", spy)
+
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {bearer}"}):
+        response, body = health(app, headers)
+        assert body == {"status": "pass", "checks": STATUS_ONLY}, headers
+        assert response.headers["Cache-Control"] == "max-age=5"
+        assert response.headers["Vary"] == "Authorization"
+
+    response, body = health(app, {"Authorization": f"Bearer {bearer}"})
+    assert body["checks"]["vault:server"][0]["state"] == "active"
+    assert "SECRET_KEY" in secrets_by_key(body)
+    assert response.headers["Cache-Control"] == "private, max-age=5"  # never kept by a shared cache
+    assert compared  # the token was checked with hmac.compare_digest
+
+
+def test_login_check_reports_the_method_and_the_token_ttl_left(
+    base_config: dict[str, Any], vault_root: hvac.Client
+) -> None:
+    token = token_with_policy(vault_root, read_policy("secret", f"{PREFIX}/{ENVIRONMENT}/*"), ttl="1h")
+    FORBIDDEN.add(token)
+    app = new_app(base_config, VAULT_TOKEN=token, VAULT_HEALTH_DETAILS=True)
+    _, body = health(app)
+    login = check(body, "vault:login")
+    assert login["status"] == "pass" and login["method"] == "token"
+    assert login["observedUnit"] == "s" and 3000 < login["observedValue"] <= 3600
+    assert login["renewable"] is True
+
+
+def test_a_needed_secret_without_any_value_fails_with_503(base_config: dict[str, Any]) -> None:
+    app = new_app(
+        base_config,
+        VAULT_FAIL_FAST=False,
+        VAULT_FALLBACK_ENV=False,
+        VAULT_HEALTH_DETAILS=True,
+        VAULT_SECRETS={"SECRET_KEY": "flask#secret_key", "PAYMENTS_KEY": "payments-missing#stripe"},
+    )
+    response, body = health(app)
+    assert response.status_code == 503 and body["status"] == "fail"
+    secrets = secrets_by_key(body)
+    assert secrets["SECRET_KEY"]["status"] == "pass"
+    assert (secrets["PAYMENTS_KEY"]["status"], secrets["PAYMENTS_KEY"]["origin"]) == ("fail", "missing")
+    assert "PAYMENTS_KEY" in body["output"]
+    assert check(body, "vault:server")["status"] == "pass"
+
+
+def test_a_key_served_from_the_environment_fallback_warns(
+    base_config: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    value = f"stripe-from-env-{uuid.uuid4().hex}"
+    FORBIDDEN.add(value)
+    monkeypatch.setenv("STRIPE_KEY", value)
+    app = new_app(
+        base_config,
+        VAULT_HEALTH_DETAILS=True,
+        VAULT_SECRETS={"SECRET_KEY": "flask#secret_key", "STRIPE_KEY": "payments-missing#stripe"},
+    )
+    assert app.config["STRIPE_KEY"] == value
+    response, body = health(app)
+    assert response.status_code == 200 and body["status"] == "warn"
+    stripe = secrets_by_key(body)["STRIPE_KEY"]
+    assert (stripe["status"], stripe["origin"], stripe["envVar"]) == ("warn", "env", "STRIPE_KEY")
+
+
+def test_a_refused_token_fails_even_when_every_secret_has_a_fallback(
+    base_config: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bogus = f"canary-bogus-{uuid.uuid4().hex}"
+    FORBIDDEN.add(bogus)
+    for name in ("SECRET_KEY", "JWT_SECRET_KEY", "DATABASE_URL"):
+        monkeypatch.setenv(name, f"fallback-{name.lower()}")
+    app = new_app(base_config, VAULT_TOKEN=bogus, VAULT_HEALTH_DETAILS=True, VAULT_MAX_RETRIES=0)
+    response, body = health(app)
+    assert response.status_code == 503 and body["status"] == "fail"
+    login = check(body, "vault:login")
+    assert login["status"] == "fail" and login["authenticated"] is False
+    assert check(body, "vault:server")["status"] == "pass"
+    assert {item["origin"] for item in body["checks"]["vault:secrets"]} == {"env"}
+
+
+# -- flask vault status ------------------------------------------------------------------------
+
+
+def test_cli_status_prints_the_report_and_exits_0_1_2(
+    base_config: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    healthy = new_app(base_config)
+    result = status_cli(healthy)
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("status: pass")
+    assert f"SECRET_KEY: vault secret/{PREFIX}/{ENVIRONMENT}/flask#secret_key v" in result.output
+    for line in ("server   pass", "login    pass", "secrets  pass", "cache    pass"):
+        assert line in result.output
+
+    as_json = status_cli(healthy, "--json")
+    assert as_json.exit_code == 0
+    document = json.loads(as_json.output)
+    assert document["status"] == "pass" and document["checks"]["vault:server"][0]["state"] == "active"
+
+    monkeypatch.setenv("STRIPE_KEY", "stripe-env-value-for-cli")
+    FORBIDDEN.add("stripe-env-value-for-cli")
+    warn = new_app(base_config, VAULT_SECRETS={"STRIPE_KEY": "payments-missing#stripe"})
+    result = status_cli(warn)
+    assert result.exit_code == 1 and result.output.startswith("status: warn")
+    assert "STRIPE_KEY: env $STRIPE_KEY" in result.output
+
+    failing = new_app(
+        base_config, VAULT_FAIL_FAST=False, VAULT_FALLBACK_ENV=False, VAULT_SECRETS={"X_KEY": "absent-secret#x"}
+    )
+    result = status_cli(failing)
+    assert result.exit_code == 2 and result.output.startswith("status: fail")
+
+
+# -- stats and Prometheus --------------------------------------------------------------------
+
+
+def test_stats_count_requests_by_operation_cache_use_and_health_probes(app: Flask, vault: FlaskVault) -> None:
+    with app.app_context():
+        stats = vault.stats()
+        assert stats["requests"]["read"]["ok"] >= 2
+        assert stats["cache"]["misses"] >= 2 and stats["cache"]["reads"] >= 2
+        assert stats["health_probes"] == 0 and stats["health_status"] is None
+        hits = stats["cache"]["hits"]
+        vault.get_secret("flask", "secret_key")
+        vault.get_secret("flask", "jwt_secret")
+        assert vault.stats()["cache"]["hits"] == hits + 2
+
+    health(app)
+    health(app)
+    with app.app_context():
+        stats = vault.stats()
+        assert stats["health_probes"] == 1 and stats["health_status"] == "pass"
+        assert stats["requests"]["lookup"]["ok"] >= 1
+        assert stats["requests_total"] >= 3 and stats["request_errors"] == 0
+        assert set(stats) >= {"logins", "renewals", "login_failures", "renewal_failures", "outage_seconds"}
+        SEEN.append(("stats", json.dumps(stats)))
+
+
+def test_prometheus_exports_the_counters_from_one_collector_per_process(base_config: dict[str, Any]) -> None:
+    from prometheus_client import REGISTRY, generate_latest
+
+    first, second = new_app(base_config), new_app(base_config)  # both join the one collector
+    health(first)
+    page = generate_latest(REGISTRY).decode()
+    SEEN.append(("metrics", page))
+    name = first.name
+    assert f'flask_vault_requests_total{{app="{name}",operation="read",outcome="ok"}} 2.0' in page
+    assert f'flask_vault_requests_total{{app="{second.name}",operation="read",outcome="ok"}} 2.0' in page
+    assert f'flask_vault_cache_misses_total{{app="{name}"}}' in page
+    assert f'flask_vault_health_probes_total{{app="{name}"}} 1.0' in page
+    assert f'flask_vault_health_status{{app="{name}"}} 0.0' in page
+    assert f'flask_vault_secret_age_seconds{{app="{name}",key="SECRET_KEY"}}' in page
+    assert f'flask_vault_request_duration_seconds_count{{app="{name}",operation="read"}} 2.0' in page
+    collectors = [c for c in list(REGISTRY._collector_to_names) if isinstance(c, VaultCollector)]
+    assert len(collectors) == 1
+
+
+def test_prometheus_export_is_skipped_without_prometheus_client(
+    app: Flask, vault: FlaskVault, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "prometheus_client", None)  # import raises ImportError
+    assert track("no_prometheus", app.extensions["vault"]) is False
+
+
+# -- the audit trail ---------------------------------------------------------------------------
+
+
+def test_audit_records_each_operation_with_an_accessor_hash_never_a_value(
+    base_config: dict[str, Any], vault_root: hvac.Client, audit_log: _AuditCapture, unique_env: str
+) -> None:
+    root_accessor = vault_root.auth.token.lookup_self()["data"]["accessor"]
+    FORBIDDEN.add(root_accessor)
+    audit_log.records.clear()
+    app = new_app(base_config)
+    client: VaultClient = app.extensions["vault"].client
+
+    reads = [f for f in audit_log.fields("read") if f["path"].endswith(f"/{ENVIRONMENT}/flask")]
+    assert len(reads) == 1
+    read = reads[0]
+    assert read["outcome"] == "ok" and isinstance(read["version"], int)
+    assert read["token_id"] == accessor_hash(root_accessor)
+    assert isinstance(read["duration_ms"], float)
+    assert set(read) == {"operation", "path", "version", "outcome", "status", "duration_ms", "token_id"}
+
+    with pytest.raises(Exception, match="No secret"):
+        client.read("no-such-secret-here", use_cache=False)
+    failed = audit_log.fields("read")[-1]
+    assert (failed["outcome"], failed["status"]) == ("SecretNotFoundError", 404)
+    assert failed["token_id"] == accessor_hash(root_accessor)
+    assert audit_log.records[-1].levelno == logging.WARNING
+
+    writer = VaultClient(settings=VaultSettings.load({**base_config, "VAULT_ENVIRONMENT": unique_env}, {}))
+    value = f"written-value-{uuid.uuid4().hex}"
+    FORBIDDEN.add(value)
+    version = writer.set_secret("audited", {"api_key": value})
+    write = audit_log.fields("write")[-1]
+    assert (write["outcome"], write["version"], write["path"]) == (
+        "ok",
+        version,
+        f"secret/{PREFIX}/{unique_env}/audited",
+    )
+    assert write["token_id"] == accessor_hash(root_accessor)
+
+    with writer.trail.operation("rotate", writer.full_path("audited")) as op:
+        op.version = writer.rotate_secret("audited", "api_key", f"rotated-{value}")
+    rotate = audit_log.fields("rotate")[-1]
+    assert (rotate["outcome"], rotate["version"]) == ("ok", version + 1)
+    with pytest.raises(KeyError), writer.trail.operation("rollback", writer.full_path("audited")):
+        raise KeyError("boom")
+    assert audit_log.fields("rollback")[-1]["outcome"] == "KeyError"
+    assert writer.metrics.count("rotate", "ok") == 1
+
+
+def test_login_and_renewal_records_carry_the_hash_of_the_new_tokens_accessor(
+    base_config: dict[str, Any], vault_root: hvac.Client, audit_log: _AuditCapture
+) -> None:
+    mount = f"approle-health-{uuid.uuid4().hex[:6]}"
+    vault_root.sys.enable_auth_method("approle", path=mount)
+    vault_root.write(f"auth/{mount}/role/app", token_ttl="10m", token_max_ttl="1h", token_policies="default")
+    role_id = vault_root.read(f"auth/{mount}/role/app/role-id")["data"]["role_id"]
+    secret_id = vault_root.write(f"auth/{mount}/role/app/secret-id")["data"]["secret_id"]
+    FORBIDDEN.update({role_id, secret_id})
+
+    client = VaultClient(settings=VaultSettings.load(base_config, {}))  # logs in below, replacing the token
+    path = f"auth/{mount}/login"
+    response = client._call(
+        "login", path, lambda: client.hvac.auth.approle.login(role_id, secret_id, mount_point=mount)
+    )
+    token, accessor = response["auth"]["client_token"], response["auth"]["accessor"]
+    FORBIDDEN.update({token, accessor})
+    assert client.token == token
+    login = audit_log.fields("login")[-1]
+    assert (login["outcome"], login["path"], login["token_id"]) == ("ok", path, accessor_hash(accessor))
+
+    client._call("renew", "auth/token/renew-self", lambda: client.hvac.auth.token.renew_self())
+    renew = audit_log.fields("renew")[-1]
+    assert (renew["outcome"], renew["token_id"]) == ("ok", accessor_hash(accessor))
+    stats_counts = (client.metrics.count("login", "ok"), client.metrics.count("renew", "ok"))
+    assert stats_counts == (1, 1)
+
+    with pytest.raises(Exception):  # a refused login is recorded with its outcome
+        client._call(
+            "login", path, lambda: client.hvac.auth.approle.login(role_id, "wrong-secret-id", mount_point=mount)
+        )
+    assert audit_log.fields("login")[-1]["outcome"] != "ok"
+    assert client.trail.last_login_outcome != "ok"
+
+
+def test_a_token_given_as_is_is_looked_up_once_for_its_accessor(
+    base_config: dict[str, Any], vault_root: hvac.Client, audit_log: _AuditCapture
+) -> None:
+    token = token_with_policy(vault_root, read_policy("secret", f"{PREFIX}/{ENVIRONMENT}/*"))
+    FORBIDDEN.add(token)
+    accessor = vault_root.auth.token.lookup(token)["data"]["accessor"]
+    FORBIDDEN.add(accessor)
+    audit_log.records.clear()
+    client = VaultClient(settings=VaultSettings.load({**base_config, "VAULT_TOKEN": token}, {}))
+    for _ in range(3):
+        client.read("flask", use_cache=False)
+    assert [f["token_id"] for f in audit_log.fields("read")] == [accessor_hash(accessor)] * 3
+    assert len(audit_log.fields("lookup")) <= 1  # once per token at most, not per request
+
+
+# -- Vault answers a single dev server won't give (requests_mock) -----------------------------
+
+LOOKUP_BODY = {
+    "data": {"id": "mock-token-id-value", "accessor": "mock-accessor-value", "ttl": 600, "renewable": True},
+}
+FORBIDDEN.update({"mock-token-id-value", "mock-accessor-value"})
+
+
+@pytest.fixture
+def mocked(base_config: dict[str, Any]) -> Iterator[tuple[Flask, requests_mock.Mocker, str]]:
+    """An app started against the real server, then cut off from it by requests_mock."""
+    app = new_app(base_config, VAULT_HEALTH_DETAILS=True, VAULT_MAX_RETRIES=0)
+    url = base_config["VAULT_URL"]
+    with requests_mock.Mocker() as mock:
+        mock.get(f"{url}/v1/auth/token/lookup-self", json=LOOKUP_BODY)
+        yield app, mock, url
+
+
+def calls(mock: requests_mock.Mocker, path: str) -> int:
+    return sum(1 for r in mock.request_history if r.path == path)
+
+
+@pytest.mark.parametrize(
+    ("code", "body", "state"),
+    [
+        (429, {"initialized": True, "sealed": False, "standby": True, "version": "2.7.2"}, "standby"),
+        (472, {"initialized": True, "sealed": False, "standby": False, "version": "2.7.2"}, "dr-secondary"),
+        (473, {"initialized": True, "sealed": False, "performance_standby": True}, "performance-standby"),
+    ],
+)
+def test_standby_answers_pass(
+    mocked: tuple[Flask, requests_mock.Mocker, str], code: int, body: dict[str, Any], state: str
+) -> None:
+    app, mock, url = mocked
+    mock.get(f"{url}/v1/sys/health", status_code=code, json=body)
+    response, report = health(app)
+    assert response.status_code == 200 and report["status"] == "pass"
+    server = check(report, "vault:server")
+    assert (server["status"], server["state"], server["standby"]) == ("pass", state, state != "dr-secondary")
+    assert calls(mock, "/v1/auth/token/lookup-self") == 1
+
+
+@pytest.mark.parametrize(
+    ("code", "body", "state"),
+    [
+        (501, {"initialized": False, "sealed": True, "standby": True}, "not-initialized"),
+        (503, {"initialized": True, "sealed": True, "standby": True}, "sealed"),
+    ],
+)
+def test_sealed_or_uninitialized_fail_the_server_check_but_warn_while_secrets_are_served(
+    mocked: tuple[Flask, requests_mock.Mocker, str], code: int, body: dict[str, Any], state: str
+) -> None:
+    app, mock, url = mocked
+    mock.get(f"{url}/v1/sys/health", status_code=code, json=body)
+    response, report = health(app)
+    assert response.status_code == 200 and report["status"] == "warn"
+    server = check(report, "vault:server")
+    assert (server["status"], server["state"]) == ("fail", state)
+    assert check(report, "vault:login")["status"] == "warn"  # not verifiable, not refused
+    assert {item["status"] for item in report["checks"]["vault:secrets"]} == {"pass"}  # fresh in the cache
+    assert calls(mock, "/v1/auth/token/lookup-self") == 0  # no lookup against a sealed server
+
+
+@pytest.mark.parametrize(
+    ("answer", "server_status"),
+    [
+        ({"status_code": 200, "text": "<html>proxy</html>"}, "pass"),
+        ({"status_code": 200, "text": ""}, "pass"),
+        ({"status_code": 200, "json": []}, "pass"),
+        ({"status_code": 200, "json": None}, "pass"),
+        ({"status_code": 200, "json": {"initialized": "yes", "sealed": [1], "version": {"x": 1}}}, "pass"),
+        ({"status_code": 200, "json": {"sealed": True}}, "fail"),
+        ({"status_code": 429, "text": "not json"}, "pass"),
+        ({"status_code": 503, "text": "\x00\xff garbage"}, "fail"),
+        ({"status_code": 500, "json": {"errors": ["boom"]}}, "fail"),
+        ({"status_code": 404, "text": "not found"}, "fail"),
+        ({"exc": requests.exceptions.ConnectTimeout}, "fail"),
+        ({"exc": requests.exceptions.ConnectionError}, "fail"),
+        ({"exc": ValueError}, "fail"),
+    ],
+)
+def test_malformed_or_odd_health_answers_keep_the_mapping_and_never_raise(
+    mocked: tuple[Flask, requests_mock.Mocker, str], answer: dict[str, Any], server_status: str
+) -> None:
+    app, mock, url = mocked
+    mock.get(f"{url}/v1/sys/health", **answer)
+    response, report = health(app)
+    assert response.mimetype == "application/health+json"
+    assert check(report, "vault:server")["status"] == server_status
+    assert report["status"] in ("pass", "warn")  # every secret is still in the fresh cache
+    assert response.status_code == 200
+
+
+def test_a_malformed_token_lookup_answer_never_raises(mocked: tuple[Flask, requests_mock.Mocker, str]) -> None:
+    app, mock, url = mocked
+    mock.get(f"{url}/v1/sys/health", json={"initialized": True, "sealed": False, "standby": False})
+    mock.get(f"{url}/v1/auth/token/lookup-self", text="{not json")
+    response, report = health(app)
+    assert response.status_code == 200 and report["status"] == "warn"
+    assert check(report, "vault:login")["status"] == "warn"
+
+
+def test_the_probe_is_cached_one_health_call_and_one_lookup_per_window(
+    mocked: tuple[Flask, requests_mock.Mocker, str],
+) -> None:
+    app, mock, url = mocked
+    mock.get(f"{url}/v1/sys/health", json={"initialized": True, "sealed": False, "standby": False})
+    monitor = app.extensions["vault"].health
+    clock = FakeClock()
+    monitor.clock = clock
+
+    def hit(_: int) -> int:
+        return int(app.test_client().get("/health/vault").status_code)
+
+    with ThreadPoolExecutor(8) as pool:
+        assert set(pool.map(hit, range(200))) == {200}
+    assert (calls(mock, "/v1/sys/health"), calls(mock, "/v1/auth/token/lookup-self")) == (1, 1)
+
+    clock.advance(4.9)
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(hit, range(50)))
+    assert calls(mock, "/v1/sys/health") == 1
+
+    clock.advance(0.2)  # the window (VAULT_HEALTH_CACHE_SECONDS = 5) has passed
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(hit, range(50)))
+    assert (calls(mock, "/v1/sys/health"), calls(mock, "/v1/auth/token/lookup-self")) == (2, 2)
+    with app.app_context():
+        assert app.extensions["vault"].health.probes == 2
+
+
+def test_one_probe_at_a_time_and_others_get_the_previous_report_meanwhile(
+    mocked: tuple[Flask, requests_mock.Mocker, str],
+) -> None:
+    app, mock, url = mocked
+    release = threading.Event()
+    entered = threading.Event()
+    answers = iter([False, True])
+
+    def slow_health(request: Any, context: Any) -> dict[str, Any]:
+        if next(answers):  # the second probe hangs until released
+            entered.set()
+            release.wait(10)
+        return {"initialized": True, "sealed": False, "standby": False}
+
+    mock.get(f"{url}/v1/sys/health", json=slow_health)
+    clock = FakeClock()
+    app.extensions["vault"].health.clock = clock
+    assert health(app)[1]["status"] == "pass"
+    clock.advance(10)
+    slow = threading.Thread(target=lambda: app.test_client().get("/health/vault"))
+    slow.start()
+    try:
+        assert entered.wait(5)
+        started = time.monotonic()
+        for _ in range(20):
+            response, report = health(app)
+            assert response.status_code == 200 and report["status"] == "pass"
+        assert time.monotonic() - started < 2  # nobody queued behind the hanging probe
+    finally:
+        release.set()
+        slow.join(10)
+    assert calls(mock, "/v1/sys/health") == 2
+
+
+# -- a real server stopped, sealed and brought back ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def disk_server() -> Iterator[PersistentOpenBaoServer]:
+    server = PersistentOpenBaoServer().start()
+    assert server.unseal_key is not None
+    FORBIDDEN.update({server.root_token, server.unseal_key})
+    root = server.root_client()
+    root.secrets.kv.v2.create_or_update_secret(f"{PREFIX}/{ENVIRONMENT}/flask", FLASK_SECRET)
+    root.secrets.kv.v2.create_or_update_secret(f"{PREFIX}/{ENVIRONMENT}/database", DATABASE_SECRET)
+    root.adapter.close()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def disk_vault(disk_server: PersistentOpenBaoServer) -> PersistentOpenBaoServer:
+    if disk_server.process is None or disk_server.process.poll() is not None:
+        disk_server.start()
+    disk_server.wait_active()
+    return disk_server
+
+
+def disk_app(server: PersistentOpenBaoServer, **config: Any) -> Flask:
+    app = Flask(f"health_disk_{uuid.uuid4().hex[:6]}")
+    app.config.update(
+        VAULT_URL=server.url,
+        VAULT_TOKEN=server.root_token,
+        VAULT_PATH_PREFIX=PREFIX,
+        VAULT_ENVIRONMENT=ENVIRONMENT,
+        VAULT_STARTUP_TIMEOUT=0,
+        VAULT_HEALTH_DETAILS=True,
+        VAULT_HEALTH_CACHE_SECONDS=0.2,
+        VAULT_TIMEOUT=1,
+        VAULT_MAX_RETRIES=0,
+    )
+    app.config.update(config)
+    FlaskVault(app)
+    return app
+
+
+def report_when(app: Flask, predicate: Callable[[dict[str, Any]], bool], timeout: float) -> tuple[Any, dict[str, Any]]:
+    def attempt() -> tuple[Any, dict[str, Any]] | None:
+        response, body = health(app)
+        return (response, body) if predicate(body) else None
+
+    result: tuple[Any, dict[str, Any]] = poll(attempt, timeout=timeout)
+    return result
+
+
+@pytest.mark.slow
+def test_sealed_vault_fails_the_server_check_warns_overall_then_passes_after_unseal(
+    disk_vault: PersistentOpenBaoServer,
+) -> None:
+    app = disk_app(disk_vault)
+    assert health(app)[1]["status"] == "pass"
+
+    disk_vault.seal()
+    sealed_at = time.monotonic()
+    response, body = report_when(app, lambda b: check(b, "vault:server")["status"] == "fail", timeout=5)
+    assert time.monotonic() - sealed_at < 0.2 + 2  # within one cache window (plus slack for a busy machine)
+    assert response.status_code == 200 and body["status"] == "warn"
+    server = check(body, "vault:server")
+    assert (server["state"], server["sealed"], server["initialized"]) == ("sealed", True, True)
+    assert check(body, "vault:login")["status"] == "warn"
+    assert status_cli(app).exit_code == 1
+
+    disk_vault.unseal()
+    disk_vault.wait_active()
+    response, body = report_when(app, lambda b: b["status"] == "pass", timeout=10)
+    assert response.status_code == 200
+    assert status_cli(app).exit_code == 0
+
+
+@pytest.mark.slow
+def test_stopped_vault_warns_within_the_stale_limit_fails_after_it_and_passes_after_restart(
+    disk_vault: PersistentOpenBaoServer,
+) -> None:
+    stale_max_age = 3.0
+    app = disk_app(disk_vault, VAULT_STALE_MAX_AGE=stale_max_age, VAULT_CACHE_TTL=1)
+    client: VaultClient = app.extensions["vault"].client
+    assert health(app)[1]["status"] == "pass"
+
+    for name in ("flask", "database"):
+        client.read(name, use_cache=False)  # the stale clock starts now
+    read_at = time.monotonic()
+    disk_vault.kill()
+    stopped_at = time.monotonic()
+
+    response, body = report_when(app, lambda b: check(b, "vault:server")["status"] == "fail", timeout=5)
+    assert time.monotonic() - stopped_at < 0.2 + 2
+    assert check(body, "vault:server")["state"] == "unreachable"
+    assert time.monotonic() - read_at < stale_max_age, "the machine was too slow to see the warn phase"
+    assert response.status_code == 200 and body["status"] == "warn"
+    assert {item["status"] for item in body["checks"]["vault:secrets"]} <= {"pass", "warn"}
+
+    response, body = report_when(app, lambda b: b["status"] == "fail", timeout=stale_max_age + 5)
+    assert time.monotonic() - read_at >= stale_max_age
+    assert response.status_code == 503
+    for key, item in secrets_by_key(body).items():
+        assert (item["status"], item["origin"]) == ("fail", "stale-cache"), key
+        assert "VAULT_STALE_MAX_AGE" in item["output"]
+    assert "No usable value" in body["output"]
+    assert status_cli(app).exit_code == 2
+
+    disk_vault.start()
+    disk_vault.wait_active()
+    response, body = report_when(app, lambda b: b["status"] == "pass", timeout=15)
+    assert response.status_code == 200
+    assert check(body, "vault:server")["state"] == "active"
+
+
+# -- nothing leaks ----------------------------------------------------------------------------
+
+
+def _forms(secret: str) -> set[str]:
+    return {secret, json.dumps(secret)[1:-1], quote(secret, safe=""), quote(secret)}
+
+
+def test_no_secret_value_or_token_in_any_health_body_cli_output_audit_record_or_metric() -> None:
+    kinds = {kind for kind, _ in SEEN}
+    assert {"health", "cli", "audit"} <= kinds, "the scenarios above did not run"
+    for kind, text in SEEN:
+        for secret in FORBIDDEN:
+            for form in _forms(secret):
+                assert form not in text, f"{kind} output contains a secret or token ({secret[:4]}…)"

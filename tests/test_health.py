@@ -449,6 +449,77 @@ def test_a_token_given_as_is_is_looked_up_once_for_its_accessor(
     assert len(audit_log.fields("lookup")) <= 1  # once per token at most, not per request
 
 
+@pytest.fixture(scope="module")
+def approle(vault_root: hvac.Client) -> dict[str, str]:
+    """An AppRole (own mount) whose tokens may read the store-erp test secrets for 10 minutes."""
+    mount = f"approle-app-{uuid.uuid4().hex[:6]}"
+    policy = f"health-app-{uuid.uuid4().hex[:6]}"
+    vault_root.sys.create_or_update_policy(policy, read_policy("secret", f"{PREFIX}/{ENVIRONMENT}/*"))
+    vault_root.sys.enable_auth_method("approle", path=mount)
+    vault_root.write(f"auth/{mount}/role/store", token_ttl="10m", token_max_ttl="1h", token_policies=policy)
+    role_id = vault_root.read(f"auth/{mount}/role/store/role-id")["data"]["role_id"]
+    secret_id = vault_root.write(f"auth/{mount}/role/store/secret-id")["data"]["secret_id"]
+    FORBIDDEN.update({role_id, secret_id})
+    return {
+        "VAULT_AUTH_METHOD": "approle",
+        "VAULT_APPROLE_MOUNT": mount,
+        "VAULT_ROLE_ID": role_id,
+        "VAULT_SECRET_ID": secret_id,
+    }
+
+
+def approle_app(base_config: dict[str, Any], login: dict[str, str], **config: Any) -> Flask:
+    without_token = {k: v for k, v in base_config.items() if k != "VAULT_TOKEN"}
+    return new_app(without_token, **login, VAULT_HEALTH_DETAILS=True, **config)
+
+
+def test_an_approle_app_reports_its_login_and_audits_it_with_the_new_tokens_accessor_hash(
+    base_config: dict[str, Any], approle: dict[str, str], vault_root: hvac.Client, audit_log: _AuditCapture
+) -> None:
+    audit_log.records.clear()
+    app = approle_app(base_config, approle)
+    client: VaultClient = app.extensions["vault"].client
+    try:
+        token = client.token
+        assert token
+        accessor = vault_root.auth.token.lookup(token)["data"]["accessor"]
+        FORBIDDEN.update({token, accessor})
+        logins = audit_log.fields("login")
+        assert [(f["outcome"], f["token_id"]) for f in logins] == [("ok", accessor_hash(accessor))]
+        assert {f["token_id"] for f in audit_log.fields("read")} == {accessor_hash(accessor)}
+
+        _, body = health(app)
+        assert body["status"] == "pass"
+        login = check(body, "vault:login")
+        assert (login["method"], login["authenticated"], login["observedUnit"]) == ("approle", True, "s")
+        assert 500 < login["observedValue"] <= 600
+        with app.app_context():
+            assert app.extensions["vault"].health is not None
+            assert FlaskVault().stats()["logins"] == 1
+        assert status_cli(app).exit_code == 0
+    finally:
+        client.keeper.close(revoke=False)
+
+
+def test_a_refused_approle_login_fails_health_even_with_every_secret_from_a_fallback(
+    base_config: dict[str, Any], approle: dict[str, str], monkeypatch: pytest.MonkeyPatch, audit_log: _AuditCapture
+) -> None:
+    for name in ("SECRET_KEY", "JWT_SECRET_KEY", "DATABASE_URL"):
+        monkeypatch.setenv(name, f"fallback-{name.lower()}")
+    wrong = f"wrong-secret-id-{uuid.uuid4().hex}"
+    FORBIDDEN.add(wrong)
+    app = approle_app(base_config, {**approle, "VAULT_SECRET_ID": wrong}, VAULT_MAX_RETRIES=0)
+    try:
+        assert audit_log.fields("login")[-1]["outcome"] != "ok"
+        response, body = health(app)
+        assert response.status_code == 503 and body["status"] == "fail"
+        login = check(body, "vault:login")
+        assert (login["status"], login["method"]) == ("fail", "approle")
+        assert status_cli(app).exit_code == 2
+    finally:
+        app.extensions["vault"].client.keeper.close(revoke=False)
+
+
 # -- Vault answers a single dev server won't give (requests_mock) -----------------------------
 
 LOOKUP_BODY = {

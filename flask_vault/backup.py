@@ -288,7 +288,14 @@ def load_backup(file: str | os.PathLike[str], client: VaultClient) -> Backup:
     """
     path = Path(file)
     document = _read_document(path)
-    _check_document(path, document)
+    try:
+        _check_document(path, document)
+    except BackupError as exc:
+        named = document.get("environment")
+        if isinstance(named, str) and named != client.environment:
+            exc.message += f" It also names environment {named!r}, not this app's {client.environment!r}."
+            exc.args = (exc.message,)
+        raise
     info = _info(path, document)
     expected = client.full_path(info.name) if _valid_name(info.name) else None
     if info.environment != client.environment or info.path != expected:

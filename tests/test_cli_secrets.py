@@ -488,6 +488,8 @@ def test_restore_refuses_a_tampered_or_truncated_file_and_leaves_vault_unchanged
     assert len(result.output.strip().splitlines()) == 1
     assert current(vault_root, env, "flask") == before
     assert backup_files(backup_dir) == [backup]
+    if change == "environment":
+        assert f"names environment 'production', not this app's {env!r}" in result.output
 
 
 def test_restore_refuses_a_backup_from_another_environment(

@@ -606,8 +606,3 @@ def _duration(seconds: Any) -> str:
     if hours:
         return f"{hours}h{minutes}m"
     return f"{minutes}m{secs}s"
-
-
-def build_report(state: VaultState, *, fresh: bool = False) -> dict[str, Any]:
-    """The detailed report as a dict (kept for callers of the first version)."""
-    return get_monitor(state).report(fresh=fresh).as_dict(details=True)

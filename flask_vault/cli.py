@@ -84,8 +84,10 @@ def vault_command(name: str, **attrs: Any) -> Callable[[Callable[..., None]], cl
                     f"Unexpected {type(exc).__name__}; run the command again with --debug for the traceback."
                 ) from None
 
-        option = click.option("--debug", is_flag=True, help="Show the traceback when something fails.")
-        return vault_cli.command(name, **attrs)(option(wrapper))
+        debug_option = click.Option(["--debug"], is_flag=True, help="Show the traceback when something fails.")
+        # click lists options in reverse order of this list: put --debug last in --help.
+        wrapper.__click_params__ = [debug_option, *getattr(wrapper, "__click_params__", [])]  # type: ignore[attr-defined]
+        return vault_cli.command(name, **attrs)(wrapper)
 
     return decorator
 

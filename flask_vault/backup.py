@@ -150,7 +150,15 @@ class BackupStore:
     # -- writing -----------------------------------------------------------------------
 
     def save(self, name: str, entry: CachedSecret, *, reason: str = "backup") -> Path:
-        """Write ``entry`` (one version of secret ``name``) to a new file; return its path."""
+        """Write ``entry`` (one version of secret ``name``) to a new file; return its path.
+
+        Recorded as one ``backup`` operation in the audit trail.
+        """
+        with self.client.trail.operation("backup", self.client.full_path(name)) as audited:
+            audited.version = entry.version
+            return self._save(name, entry, reason=reason)
+
+    def _save(self, name: str, entry: CachedSecret, *, reason: str) -> Path:
         client = self.client
         now = datetime.now(timezone.utc)
         header: dict[str, Any] = {

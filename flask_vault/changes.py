@@ -170,8 +170,24 @@ def apply_change(
     ``current`` is what the caller read (``None``: the secret does not exist yet, so the
     write only succeeds if it still does not). ``database``: ``None`` pairs a changed
     password with PostgreSQL when the secret is a PostgreSQL login, ``True`` insists,
-    ``False`` never does.
+    ``False`` never does. The change is one ``action`` record in the audit trail.
     """
+    with client.trail.operation(action, client.full_path(name)) as audited:
+        result = _apply_change(client, name, current, new_data, action=action, store=store, database=database)
+        audited.version = result.new_version
+    return result
+
+
+def _apply_change(
+    client: VaultClient,
+    name: str,
+    current: CachedSecret | None,
+    new_data: Mapping[str, Any],
+    *,
+    action: str,
+    store: BackupStore,
+    database: bool | None = None,
+) -> ChangeResult:
     require_kv2(client, action)
     new = dict(new_data)
     path = client.full_path(name)

@@ -399,6 +399,36 @@ def test_audit_records_each_operation_with_an_accessor_hash_never_a_value(
     assert writer.metrics.count("rotate", "ok") == 1
 
 
+def test_rotate_backup_restore_and_rollback_each_leave_one_record(
+    base_config: dict[str, Any], audit_log: _AuditCapture, unique_env: str, tmp_path: Any
+) -> None:
+    from flask_vault.backup import BackupStore, restore
+    from flask_vault.rotation import RotationRules, rollback, rotate
+
+    client = VaultClient(settings=VaultSettings.load({**base_config, "VAULT_ENVIRONMENT": unique_env}, {}))
+    first = f"first-api-key-{uuid.uuid4().hex}"
+    FORBIDDEN.add(first)
+    client.set_secret("payments", {"api_key": first})
+    store = BackupStore(client, tmp_path / "backups")
+    path = client.full_path("payments")
+    audit_log.records.clear()
+
+    rotated = rotate(client, "payments", RotationRules.from_config({"payments": ["api_key"]}), store)
+    FORBIDDEN.add(str(client.get_secret("payments", "api_key", use_cache=False)))
+    assert [(f["operation"], f["version"]) for f in audit_log.fields() if f["operation"] in ("backup", "rotate")] == [
+        ("backup", 1),
+        ("rotate", rotated.new_version),
+    ]
+    assert rollback(client, "payments", 1, store).new_version == 3
+    assert rotated.backup is not None
+    assert restore(client, store, rotated.backup).new_version == 4
+    composite = [(f["operation"], f["outcome"], f["path"]) for f in audit_log.fields() if f["operation"] != "read"]
+    assert ("rollback", "ok", path) in composite and ("restore", "ok", path) in composite
+    assert [f["version"] for f in audit_log.fields("rollback")] == [3]
+    assert [f["version"] for f in audit_log.fields("restore")] == [4]
+    assert len(audit_log.fields("backup")) == 3  # every write backs the current version up first
+
+
 def test_login_and_renewal_records_carry_the_hash_of_the_new_tokens_accessor(
     base_config: dict[str, Any], vault_root: hvac.Client, audit_log: _AuditCapture
 ) -> None:

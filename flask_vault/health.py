@@ -31,7 +31,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +42,7 @@ from .errors import VaultAuthError, VaultError, VaultPermissionError, VaultUnava
 from .transport import VaultAdapter
 
 if TYPE_CHECKING:
+    from .client import VaultClient
     from .extension import VaultState
 
 log = logging.getLogger(__name__)
@@ -111,14 +112,40 @@ class LoginProbe:
 
 
 def probe_server(state: VaultState) -> ServerProbe:
-    """One ``GET /v1/sys/health``; never raises, whatever the server answers."""
+    """``GET /v1/sys/health`` on the address in use; never raises, whatever the server answers.
+
+    With several addresses (``VAULT_URL`` with commas) and the one in use unreachable, the
+    others are asked in turn and the first that answers is reported: reads fail over to it
+    on their own, so the app is not cut off from Vault.
+    """
     client = state.client
-    url = client.url
-    adapter = client.hvac.adapter
+    current = client.url
+    urls = [current, *(u for u in client.settings.urls if u != current)]
+    unreachable: ServerProbe | None = None
+    for url in urls:
+        probe = _probe_address(client, url)
+        if probe.state != "unreachable":
+            if url != current and unreachable is not None:
+                note = f"{unreachable.output} {url} answered instead."
+                probe = replace(probe, output=f"{note} {probe.output}" if probe.output else note)
+            return probe
+        unreachable = unreachable or probe
+    assert unreachable is not None
+    if len(urls) > 1:
+        return replace(unreachable, output=f"No configured Vault address answers ({', '.join(urls)}).")
+    return unreachable
+
+
+def _probe_address(client: VaultClient, url: str) -> ServerProbe:
     started = time.perf_counter()
     try:
-        if not isinstance(adapter, VaultAdapter):  # pragma: no cover - the client always builds one
+        main = client.hvac.adapter
+        if not isinstance(main, VaultAdapter):  # pragma: no cover - the client always builds one
             raise TypeError("unexpected hvac adapter")
+        adapter = VaultAdapter.from_adapter(main)
+        adapter.base_uri = url
+        adapter.token = None  # sys/health needs no token: none is sent
+        adapter.allowed_origins = main.allowed_origins
         # standbyok/perfstandbyok are not sent: the status code itself says active (200),
         # standby (429), DR secondary (472), performance standby (473), not initialized
         # (501) or sealed (503).

@@ -652,6 +652,30 @@ def test_a_malformed_token_lookup_answer_never_raises(mocked: tuple[Flask, reque
     assert check(report, "vault:login")["status"] == "warn"
 
 
+def test_with_several_addresses_an_unreachable_one_is_not_the_whole_story(base_config: dict[str, Any]) -> None:
+    real, other = base_config["VAULT_URL"], "http://127.0.0.2:8200"
+    app = new_app(base_config, VAULT_URL=f"{real},{other}", VAULT_HEALTH_DETAILS=True)
+    with requests_mock.Mocker() as mock:
+        mock.get(f"{real}/v1/sys/health", exc=requests.exceptions.ConnectionError)
+        mock.get(
+            f"{other}/v1/sys/health", json={"initialized": True, "sealed": False, "standby": True}, status_code=429
+        )
+        mock.get(f"{real}/v1/auth/token/lookup-self", json=LOOKUP_BODY)
+        _, body = health(app)
+        server = check(body, "vault:server")
+        assert (server["status"], server["componentId"], server["state"]) == ("pass", other, "standby")
+        assert f"{real} is unreachable" in server["output"]
+        assert all("X-Vault-Token" not in r.headers for r in mock.request_history if r.path == "/v1/sys/health")
+
+        mock.get(f"{other}/v1/sys/health", exc=requests.exceptions.ConnectTimeout)
+        app.extensions["vault"].health.report(fresh=True)
+        _, body = health(app)
+        server = check(body, "vault:server")
+        assert (server["status"], server["state"]) == ("fail", "unreachable")
+        assert "No configured Vault address answers" in server["output"]
+        assert body["status"] == "warn"
+
+
 def test_the_probe_is_cached_one_health_call_and_one_lookup_per_window(
     mocked: tuple[Flask, requests_mock.Mocker, str],
 ) -> None:

@@ -210,6 +210,12 @@ def _health_fields(body: Any) -> dict[str, Any]:
 def probe_login(state: VaultState) -> LoginProbe:
     """One ``lookup-self`` with the app's token; never raises."""
     client = state.client
+    try:
+        client.keeper.before_call()  # auth: a process that has not logged in yet (a new worker) does now
+    except VaultUnavailableError as exc:
+        return LoginProbe("unverified", output=exc.message)
+    except VaultError as exc:
+        return LoginProbe("refused", output=exc.message)
     if not client.token:
         return LoginProbe("no-token", output="No Vault token: set VAULT_TOKEN or configure a login method.")
     try:

@@ -235,6 +235,8 @@ def test_approle_login_fills_config_and_keeps_no_credential_in_app_config(
     assert 0 < health["token_ttl"] <= 60
     assert APP_POLICY in health["policies"]
     status = app.test_cli_runner().invoke(args=["vault", "status"])
+    assert "method=approle" in status.output
+    assert "renewable=True" in status.output
     body = app.test_client().get("/health/vault").get_data(as_text=True)
     text = json.dumps(health) + status.output + body + flask_vault_logs.text()
     assert_no_leak(text, [role.secret_id, state.client.token or "missing"])

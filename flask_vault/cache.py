@@ -128,9 +128,12 @@ class SecretCache:
         if self._fresh is None:
             return None
         with self._lock:
-            entry = self._fresh.get(path)
-            if entry is not None:
-                self.stats.hits += 1
+            try:
+                # One lookup: TTLCache.get() looks twice (__contains__, then __getitem__) under a timer context.
+                entry = self._fresh[path]
+            except KeyError:  # absent or expired
+                return None
+            self.stats.hits += 1
             return entry
 
     def _maybe_refresh_ahead(self, path: str, entry: CachedSecret, loader: Loader) -> None:

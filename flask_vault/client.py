@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 import hvac
 import hvac.exceptions
 import requests
+from flask import current_app, has_app_context
 
 from . import audit
 from .auth import Authenticator, authenticator_from_settings
@@ -46,6 +47,8 @@ T = TypeVar("T")
 RETRY_BUDGET = 10.0
 _BACKOFF_BASE = 0.1
 _BACKOFF_CAP = 2.0
+#: How many checked secret names a client remembers with their paths (a bound, not a cache policy).
+_KNOWN_PATHS_MAX = 1024
 
 
 def generate_secret_value(nbytes: int = 48) -> str:
@@ -98,6 +101,8 @@ class VaultClient:
         self.settings = settings
         self.cache = SecretCache(settings.cache_ttl, stale_max_age=settings.stale_max_age, clock=clock)
         self._url_index = 0
+        #: Secret name -> full path, for names already checked (see read()).
+        self._known_paths: tuple[VaultSettings, dict[str, str]] = (settings, {})
         self._kv_version: int | None = None
         self._lock = threading.Lock()
         self._hvac = self._new_hvac_client(settings.token)
@@ -204,9 +209,8 @@ class VaultClient:
         When the secret cannot be read and ``fallback_env`` names a set environment
         variable, its value is returned instead.
         """
-        check_secret_name(name)
         try:
-            entry = self.read(name, use_cache=use_cache)
+            entry = self.read(name, use_cache=use_cache)  # checks the name first (VaultConfigError)
             return dict(entry.data) if field is None else self._field(entry, field)
         except (VaultConfigError, VaultConflictError):
             raise
@@ -217,7 +221,15 @@ class VaultClient:
 
     def read(self, name: str, *, use_cache: bool = True) -> CachedSecret:
         """The cached entry (data, version, read time) for a secret."""
-        path = self.full_path(name)
+        # A name seen before skips the check and the join: they were two thirds of a cached call (~4 of ~6 µs).
+        known = self._known_paths
+        if known[0] is not self.settings:  # paths follow the settings; they are never swapped today
+            known = self._known_paths = (self.settings, {})
+        path = known[1].get(name) if isinstance(name, str) else None
+        if path is None:
+            path = self.full_path(name)  # checks the name: VaultConfigError before any request
+            if len(known[1]) < _KNOWN_PATHS_MAX:
+                known[1][name] = path
         return self.cache.get(path, lambda: self._read_entry(name), use_cache=use_cache)
 
     def read_version(self, name: str, version: int | None = None) -> CachedSecret:
@@ -671,11 +683,13 @@ _default_lock = threading.Lock()
 
 def get_vault_client() -> VaultClient:
     """The client of the current Flask app, else a process-wide one built from ``VAULT_*``."""
-    from flask import current_app, has_app_context
-
-    if has_app_context() and "vault" in current_app.extensions:
-        client: VaultClient = current_app.extensions["vault"].client
-        return client
+    if has_app_context():
+        # One trip through the current_app proxy (each attribute access through it costs about 1 µs).
+        app = current_app._get_current_object()  # type: ignore[attr-defined]  # werkzeug LocalProxy API
+        state = app.extensions.get("vault")
+        if state is not None:
+            client: VaultClient = state.client
+            return client
     global _default_client
     with _default_lock:
         if _default_client is None:

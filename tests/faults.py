@@ -84,7 +84,7 @@ class TcpProxy:
                     if not data:
                         return
                     pair[sock].sendall(data)
-        except OSError:
+        except (OSError, ValueError):  # ValueError: select() on a socket that set_mode("down") closed
             return
         finally:
             client.close()

@@ -448,12 +448,19 @@ def _login(
         raise
     except VaultError as exc:
         raise VaultAuthError(
-            f"Login at {path} on {client.url} was refused: {_scrub(exc.message, hide)} {hint}",
+            f"Vault at {client.url} refused the login at {path} ({_vault_says(exc, hide)}). {hint}",
             url=client.url,
             path=path,
             status=exc.status,
-        ) from None
+        ) from None  # the chained hvac error would only repeat Vault's answer
     return LoginResult.from_auth(response, where=path)
+
+
+def _vault_says(exc: VaultError, hide: tuple[str | None, ...]) -> str:
+    """``HTTP <status>: <Vault's error text>``, without any credential it may echo."""
+    errors = getattr(exc.__cause__, "errors", None)
+    detail = "; ".join(str(e).strip() for e in errors)[:300] if isinstance(errors, list) and errors else exc.message
+    return _scrub(f"HTTP {exc.status}: {detail}" if exc.status else detail, hide)
 
 
 def _read_credential_file(path: Path, key: str) -> str:

@@ -337,6 +337,11 @@ class TokenKeeper:
     def _ensure_thread(self) -> None:
         if not self.background or self._stopped:
             return
+        running, state = self._thread, self._state
+        if running is not None and running.is_alive():
+            return  # the common case, without taking the lock
+        if not self._login_soon and (state is None or state.next_at is None):
+            return
         with self._lock:
             state = self._state
             if not self._login_soon and (state is None or state.next_at is None):

@@ -92,6 +92,10 @@ class TcpProxy:
 
     def _close_all(self) -> None:
         if self._listener is not None:
+            try:
+                self._listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() that close() alone would not
+            except OSError:
+                pass
             self._listener.close()
             self._listener = None
         for sock in self._held:

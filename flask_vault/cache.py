@@ -295,6 +295,16 @@ class SecretCache:
                 self._fresh.clear()
             self._last_good.clear()
 
+    def reset_after_fork(self) -> None:
+        """In a forked child: new locks, and forget reads that were in flight in the parent.
+
+        Entries are kept (they are valid data); the threads that were loading or refreshing
+        exist only in the parent, so their futures would never complete here.
+        """
+        self._lock = threading.RLock()
+        self._inflight = {}
+        self._refreshing = set()
+
     def add_listener(self, listener: ChangeListener) -> None:
         with self._lock:
             self._listeners.append(listener)

@@ -125,6 +125,8 @@ class VaultClient:
     def _new_hvac_client(self, token: str | None) -> hvac.Client:
         session = requests.Session()
         session.trust_env = False  # no proxy or netrc surprises from the environment
+        # hvac prefers a passed session's own `verify` (True by default) over its verify argument.
+        session.verify = self.settings.verify
         client = hvac.Client(
             url=self.url,
             token=token or "",  # "" stops hvac from reading VAULT_TOKEN or ~/.vault-token itself
@@ -142,6 +144,7 @@ class VaultClient:
         """In a forked child (called by the keeper): fresh locks and an HTTP session of its own."""
         self._lock = threading.Lock()
         self._hvac = self._new_hvac_client(self.token)
+        self.cache.reset_after_fork()
 
     @staticmethod
     def _adapter(client: hvac.Client) -> VaultAdapter:
@@ -568,6 +571,8 @@ class VaultClient:
             return None
         if isinstance(exc, requests.ReadTimeout):
             return None  # a hung server: retrying would multiply the wait the timeout promised
+        if isinstance(exc, requests.exceptions.SSLError):
+            return None  # a certificate problem does not go away by waiting
         return random.uniform(0, min(_BACKOFF_CAP, _BACKOFF_BASE * 2**attempt))
 
     def _fail_over(self) -> None:
@@ -581,6 +586,12 @@ class VaultClient:
         where: dict[str, Any] = {"url": self.url, "mount": self.mount_point, "path": path}
         if isinstance(exc, VaultError):
             return exc
+        if isinstance(exc, requests.exceptions.SSLError):
+            return VaultUnavailableError(
+                f"TLS verification failed for Vault at {self.url} ({path}). Set VAULT_CACERT to the CA bundle that "
+                "signed the server's certificate (VAULT_SKIP_VERIFY=true only for local experiments).",
+                **where,
+            )
         if isinstance(exc, requests.Timeout):
             return VaultUnavailableError(
                 f"Vault at {self.url} did not answer within {self.settings.timeout:g}s ({path}). "

@@ -48,17 +48,19 @@ def free_port_pair() -> int:
     raise RuntimeError("Could not find two adjacent free loopback ports.")
 
 
-def wait_until_ready(url: str, *, timeout: float = 30.0, process: subprocess.Popen[bytes] | None = None) -> None:
+def wait_until_ready(
+    url: str, *, timeout: float = 30.0, process: subprocess.Popen[bytes] | None = None, verify: bool | str = True
+) -> None:
     """Poll ``/v1/sys/health`` until it answers (any status) or ``timeout`` passes."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
             raise RuntimeError(f"The server at {url} exited with code {process.returncode} while starting.")
         try:
-            response = requests.get(f"{url}/v1/sys/health", timeout=1)
+            response = requests.get(f"{url}/v1/sys/health", timeout=1, verify=verify)
             if response.status_code in (200, 429, 472, 473, 501, 503):
                 return
-        except requests.RequestException:
+        except (requests.RequestException, OSError):  # OSError: the CA file is not written yet
             pass
         time.sleep(0.05)
     raise RuntimeError(f"The server at {url} did not answer /v1/sys/health within {timeout:g}s.")
@@ -75,8 +77,10 @@ class OpenBaoServer:
         extra_args: Sequence[str] = (),
         config: str | None = None,
         binary: str | None = None,
+        tls: bool = False,
     ) -> None:
         self.port = port or free_port_pair()
+        self.tls = tls
         self.root_token = root_token
         self.extra_args = list(extra_args)
         self.config = config
@@ -87,7 +91,12 @@ class OpenBaoServer:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
+
+    @property
+    def ca_cert(self) -> str | None:
+        """With ``tls=True``: the CA bundle that signed the server's generated certificate."""
+        return str(self.workdir / "tls" / "vault-ca.pem") if self.tls else None
 
     def command(self) -> list[str]:
         args = [
@@ -98,6 +107,9 @@ class OpenBaoServer:
             "-dev-no-store-token",  # otherwise dev mode writes ~/.vault-token and "no token" runs as root
             f"-dev-listen-address=127.0.0.1:{self.port}",
         ]
+        if self.tls:
+            (self.workdir / "tls").mkdir(exist_ok=True)
+            args += ["-dev-tls", f"-dev-tls-cert-dir={self.workdir / 'tls'}"]
         if self.config is not None:
             config_path = self.workdir / "extra.hcl"
             config_path.write_text(self.config)
@@ -117,7 +129,7 @@ class OpenBaoServer:
                 start_new_session=True,
             )
         try:
-            wait_until_ready(self.url, timeout=timeout, process=self.process)
+            wait_until_ready(self.url, timeout=timeout, process=self.process, verify=self.ca_cert or True)
         except RuntimeError as exc:
             self.stop()
             raise RuntimeError(f"{exc}\n--- server log ---\n{self.log_text()[-3000:]}") from None
@@ -143,7 +155,7 @@ class OpenBaoServer:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def root_client(self) -> hvac.Client:
-        return hvac.Client(url=self.url, token=self.root_token)
+        return hvac.Client(url=self.url, token=self.root_token, verify=self.ca_cert or True)
 
     def __enter__(self) -> OpenBaoServer:
         return self.start()

@@ -151,6 +151,8 @@ def parse_auth_method(key: str, value: object) -> str | None:
 def parse_verify(cacert: str | None, skip_verify: bool) -> bool | str:
     if skip_verify:
         return False
+    if cacert and not os.path.isfile(cacert):
+        raise _bad("VAULT_CACERT", cacert, "the path of a readable PEM CA bundle file")
     return cacert if cacert else True
 
 

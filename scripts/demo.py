@@ -55,16 +55,18 @@ def main() -> int:
             environment="development",
             database=database_secret(args.database, str(instance / "store.db")),
         )
+        secret_id = server.root_client().auth.approle.generate_secret_id(seeded["role"])["data"]["secret_id"]
         env = {k: v for k, v in os.environ.items() if not k.startswith("VAULT_")}
         env.update(
             VAULT_ADDR=server.url,
             VAULT_ENVIRONMENT="development",
-            VAULT_TOKEN=server.root_token,  # TODO(auth issue): log in with the AppRole below instead
+            VAULT_ROLE_ID=seeded["role_id"],  # the app logs in with AppRole, as it would in production
+            VAULT_SECRET_ID=secret_id,
             FLASK_APP="example_app",
         )
         app_url = f"http://127.0.0.1:{app_port}"
         print(f"OpenBao dev server: {server.url} (in memory; root token 'root', for this demo only)")
-        print(f"Seeded {seeded['path']}/{{flask,database}}.")
+        print(f"Seeded {seeded['path']}/{{flask,database}}; the app logs in with AppRole '{seeded['role']}'.")
         print(f"\nExample app: {app_url}")
         print(f"  curl -s {app_url}/health/vault")
         print(

@@ -233,7 +233,34 @@ class VaultClient:
             path = self.full_path(name)  # checks the name: VaultConfigError before any request
             if len(known[1]) < _KNOWN_PATHS_MAX:
                 known[1][name] = path
-        return self.cache.get(path, lambda: self._read_entry(name), use_cache=use_cache)
+        return self.cache.get(path, lambda: self._read_for_cache(name, path), use_cache=use_cache)
+
+    def _read_for_cache(self, name: str, path: str) -> CachedSecret:
+        """Read for the cache; a 404 for a secret we had, from a node that is not active, is an outage.
+
+        During a failover OpenBao standbys answer 404 (with no error text, exactly like a
+        missing secret) until a new leader is elected. Only a node that says it is active
+        is believed when it says a secret we have read before is gone.
+        """
+        try:
+            return self._read_entry(name)
+        except SecretNotFoundError as exc:
+            if self.cache.peek(path) is None or self._current_node_is_active():
+                raise
+            raise VaultUnavailableError(
+                f"Vault at {self.url} answered 404 for {path}, which it had before, and is not the active node:"
+                " treating it as a failover in progress.",
+                url=self.url,
+                mount=self.mount_point,
+                path=path,
+                status=404,
+            ) from exc
+
+    def _current_node_is_active(self) -> bool:
+        try:
+            return self._adapter(self._hvac).raw_get("/v1/sys/health").status_code == 200
+        except requests.RequestException:
+            return False
 
     def read_version(self, name: str, version: int | None = None) -> CachedSecret:
         """Read a given KV v2 version (the current one when None), bypassing the cache."""

@@ -17,7 +17,7 @@ import pytest
 import requests_mock as rm
 from flask import Flask
 
-from flask_vault import FlaskVault, VaultClient, VaultError, VaultUnavailableError
+from flask_vault import FlaskVault, SecretNotFoundError, VaultClient, VaultError, VaultUnavailableError
 from flask_vault.devserver import OpenBaoServer, PersistentOpenBaoServer
 from tests.conftest import ENVIRONMENT, FLASK_SECRET, PREFIX
 from tests.faults import TcpProxy
@@ -371,3 +371,27 @@ def test_startup_timeout_then_falls_back_to_the_environment(
     assert app.config["SECRET_KEY"] == "from-the-environment"
     with app.app_context():
         assert vault.sources["SECRET_KEY"].origin == "env"
+
+
+def test_a_404_from_a_standby_for_a_known_secret_is_treated_as_a_failover(mocked: rm.Mocker) -> None:
+    clock = FakeClock()
+    client = VaultClient(MOCK_URL, "mock-token", "dev", 1, clock=clock)
+    mocked.get(READ, json=OK_BODY)
+    assert client.get_secret("flask", "secret_key") == "v"
+    clock.now += 2  # expired
+    mocked.get(READ, status_code=404, json={"errors": []})
+    mocked.get(f"{MOCK_URL}/v1/sys/health", status_code=429, json={"standby": True})
+    assert client.get_secret("flask", "secret_key") == "v"  # the last good value, not "not found"
+    assert client.cache.stats.stale_serves == 1
+
+
+def test_a_404_from_the_active_node_means_the_secret_is_gone(mocked: rm.Mocker) -> None:
+    clock = FakeClock()
+    client = VaultClient(MOCK_URL, "mock-token", "dev", 1, clock=clock)
+    mocked.get(READ, json=OK_BODY)
+    client.get_secret("flask")
+    clock.now += 2
+    mocked.get(READ, status_code=404, json={"errors": []})
+    mocked.get(f"{MOCK_URL}/v1/sys/health", status_code=200, json={"initialized": True, "sealed": False})
+    with pytest.raises(SecretNotFoundError):
+        client.get_secret("flask")

@@ -39,6 +39,7 @@ import requests
 from flask import Blueprint, Response, current_app, request
 
 from .errors import VaultAuthError, VaultError, VaultPermissionError, VaultUnavailableError
+from .mapping import keys_by_name
 from .transport import VaultAdapter
 
 if TYPE_CHECKING:
@@ -220,7 +221,9 @@ def probe_login(state: VaultState) -> LoginProbe:
         return LoginProbe("no-token", output="No Vault token: set VAULT_TOKEN or configure a login method.")
     try:
         info = client.lookup_token()
-    except (VaultAuthError, VaultPermissionError) as exc:
+    except VaultPermissionError as exc:
+        return _prove_by_reading(state, exc)
+    except VaultAuthError as exc:
         return LoginProbe("refused", output=f"Vault refused the app's token ({type(exc).__name__}).")
     except VaultUnavailableError as exc:
         return LoginProbe("unverified", output=exc.message)
@@ -235,6 +238,24 @@ def probe_login(state: VaultState) -> LoginProbe:
         ttl=ttl if isinstance(ttl, int) and not isinstance(ttl, bool) else None,
         renewable=renewable if isinstance(renewable, bool) else None,
     )
+
+
+def _prove_by_reading(state: VaultState, lookup_error: VaultPermissionError) -> LoginProbe:
+    """lookup-self needs the ``default`` policy; a token without it may still read its secrets.
+
+    Vault answers 403 both for a dead token and for one that may not look itself up, so
+    one uncached read of a mapped secret tells them apart.
+    """
+    for name in keys_by_name(state.settings.secrets):
+        try:
+            entry = state.client.read(name, use_cache=False)
+        except VaultError:
+            break
+        return LoginProbe(
+            "ok",
+            output=f"The token may not look itself up (no 'default' policy), but it read {entry.path}.",
+        )
+    return LoginProbe("refused", output=f"Vault refused the app's token ({type(lookup_error).__name__}).")
 
 
 # -- the report ------------------------------------------------------------------------

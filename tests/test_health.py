@@ -266,6 +266,18 @@ def test_a_refused_token_fails_even_when_every_secret_has_a_fallback(
     assert {item["origin"] for item in body["checks"]["vault:secrets"]} == {"env"}
 
 
+def test_a_token_without_the_default_policy_that_reads_its_secrets_passes(
+    base_config: dict[str, Any], vault_root: hvac.Client
+) -> None:
+    # lookup-self needs the default policy; Vault's 403 alone can't tell "dead" from "not allowed".
+    token = token_with_policy(vault_root, read_policy("secret", f"{PREFIX}/{ENVIRONMENT}/*"), default_policy=False)
+    FORBIDDEN.add(token)
+    app = new_app(base_config, VAULT_TOKEN=token, VAULT_HEALTH_DETAILS=True)
+    response, body = health(app)
+    assert response.status_code == 200 and body["status"] == "pass"
+    assert check(body, "vault:login")["authenticated"] is True
+
+
 # -- flask vault status ------------------------------------------------------------------------
 
 

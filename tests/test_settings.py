@@ -82,13 +82,24 @@ def test_default_prefix_applies_only_when_no_prefix_is_configured() -> None:
         ({}, {}, True),
         ({"VAULT_SKIP_VERIFY": True}, {}, False),
         ({}, {"VAULT_SKIP_VERIFY": "yes"}, False),
-        ({"VAULT_CACERT": "/etc/ssl/vault-ca.pem"}, {}, "/etc/ssl/vault-ca.pem"),
-        ({}, {"VAULT_CACERT": "/env/ca.pem"}, "/env/ca.pem"),
-        ({"VAULT_CACERT": "/etc/ssl/vault-ca.pem", "VAULT_SKIP_VERIFY": "true"}, {}, False),
+        ({"VAULT_CACERT": "{ca}"}, {}, "{ca}"),
+        ({}, {"VAULT_CACERT": "{ca}"}, "{ca}"),
+        ({"VAULT_CACERT": "{ca}", "VAULT_SKIP_VERIFY": "true"}, {}, False),
     ],
 )
-def test_tls_verification_from_cacert_and_skip_verify(config, environ, expected) -> None:
-    assert VaultSettings.load(config, environ).verify == expected
+def test_tls_verification_from_cacert_and_skip_verify(config, environ, expected, tmp_path) -> None:
+    ca = tmp_path / "vault-ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+
+    def fill(mapping):
+        return {k: (str(ca) if v == "{ca}" else v) for k, v in mapping.items()}
+
+    assert VaultSettings.load(fill(config), fill(environ)).verify == (str(ca) if expected == "{ca}" else expected)
+
+
+def test_a_cacert_that_is_not_a_file_is_refused_naming_the_key() -> None:
+    with pytest.raises(VaultConfigError, match="VAULT_CACERT"):
+        VaultSettings.load({"VAULT_CACERT": "/nonexistent/vault-ca.pem"}, {})
 
 
 @pytest.mark.parametrize(

@@ -108,6 +108,7 @@ class VaultClient:
         self._known_names: dict[str, tuple[str, Loader]] = {}
         self._kv_version: int | None = None
         self._lock = threading.Lock()
+        self._kv_lock = threading.Lock()
         self._hvac = self._new_hvac_client(settings.token)
         #: Logs in, renews and replaces the token (see flask_vault.keeper); one per client per process.
         self.keeper = TokenKeeper(self, authenticator or authenticator_from_settings(settings), clock=clock)
@@ -146,6 +147,7 @@ class VaultClient:
     def _reset_after_fork(self) -> None:
         """In a forked child (called by the keeper): fresh locks and an HTTP session of its own."""
         self._lock = threading.Lock()
+        self._kv_lock = threading.Lock()
         self._hvac = self._new_hvac_client(self.token)
         self.cache.reset_after_fork()
 
@@ -289,15 +291,35 @@ class VaultClient:
         return entry.data[field]
 
     def _read_entry(self, name: str, *, version: int | None = None) -> CachedSecret:
+        """Read from Vault. KV v2 is tried first; the mount is asked its version only when that fails."""
         rel = self.secret_path(name)
         full = self.full_path(name)
-        if self.kv_version(full) == 1:
-            if version is not None:
-                raise VaultConfigError(f"Versions need a KV v2 mount; {self.mount_point!r} is KV v1.", key="version")
-            response = self._call(
-                "read", full, lambda: self._hvac.secrets.kv.v1.read_secret(rel, mount_point=self.mount_point)
-            )
-            return CachedSecret(full, dict(response["data"]), None, self.cache.clock())
+        if self._kv_version == 1:
+            return self._read_v1(rel, full, version)
+        try:
+            entry = self._read_v2(rel, full, version)
+        except (SecretNotFoundError, VaultPermissionError):
+            # On a KV v1 mount the v2 path (<mount>/data/...) is missing or outside the policy.
+            if self._kv_version is None and self.kv_version(full) == 1:
+                return self._read_v1(rel, full, version)
+            raise
+        if entry is None:  # an answer without KV v2's metadata: a v1 secret named data/...
+            if self.kv_version(full) == 1:
+                return self._read_v1(rel, full, version)
+            raise VaultError(f"Vault's answer for {full} has no KV v2 metadata.", url=self.url, path=full)
+        if self._kv_version is None:
+            self._kv_version = 2
+        return entry
+
+    def _read_v1(self, rel: str, full: str, version: int | None) -> CachedSecret:
+        if version is not None:
+            raise VaultConfigError(f"Versions need a KV v2 mount; {self.mount_point!r} is KV v1.", key="version")
+        response = self._call(
+            "read", full, lambda: self._hvac.secrets.kv.v1.read_secret(rel, mount_point=self.mount_point)
+        )
+        return CachedSecret(full, dict(response["data"]), None, self.cache.clock())
+
+    def _read_v2(self, rel: str, full: str, version: int | None) -> CachedSecret | None:
         response = self._call(
             "read",
             full,
@@ -306,7 +328,9 @@ class VaultClient:
             ),
         )
         data = response["data"]
-        metadata = data.get("metadata") or {}
+        metadata = data.get("metadata")
+        if not isinstance(metadata, dict):
+            return None
         return CachedSecret(
             full,
             dict(data.get("data") or {}),
@@ -464,11 +488,17 @@ class VaultClient:
         ``for_path`` is the secret path being accessed, named by the error when the
         detection itself fails (e.g. Vault is unreachable).
         """
-        if self._kv_version is None:
-            self._kv_version = self._detect_kv_version(for_path)
-        return self._kv_version
+        if self._kv_version is not None:
+            return self._kv_version
+        with self._kv_lock:  # one detection at a time (not self._lock: _call may fail over under it)
+            if self._kv_version is None:
+                detected = self._detect_kv_version(for_path)
+                if detected is None:
+                    return 2  # the mount would not tell: assume v2, ask again next time
+                self._kv_version = detected
+            return self._kv_version
 
-    def _detect_kv_version(self, for_path: str | None = None) -> int:
+    def _detect_kv_version(self, for_path: str | None = None) -> int | None:
         try:
             response = self._call(
                 "mount",
@@ -476,7 +506,7 @@ class VaultClient:
                 lambda: self._hvac.adapter.get(f"/v1/sys/internal/ui/mounts/{self.mount_point}"),
             )
         except (VaultPermissionError, SecretNotFoundError, VaultAuthError):
-            return 2
+            return None
         options = ((response or {}).get("data") or {}).get("options") or {}
         return 1 if str(options.get("version", "2")) == "1" else 2
 

@@ -246,6 +246,8 @@ def test_unavailable_error_is_served_by_the_fallback_env(
 
 def test_mount_lookup_failure_names_the_secret_path(requests_mock: Any) -> None:
     requests_mock.get(f"{MOCK_URL}/v1/sys/internal/ui/mounts/secret", status_code=503, json={"errors": []})
+    # The KV v2 read comes first; its 404 makes the client ask the mount which KV version it is.
+    requests_mock.get(f"{MOCK_URL}/v1/secret/data/store-erp/development/flask", status_code=404, json={"errors": []})
     client = client_for({"VAULT_URL": MOCK_URL, "VAULT_TOKEN": "t", "VAULT_PATH_PREFIX": "store-erp"})
     with pytest.raises(VaultUnavailableError) as excinfo:
         client.get_secret("flask")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -434,3 +435,13 @@ def test_cli_status_exits_non_zero_when_the_token_is_revoked(
     assert result.exit_code != 0
     assert "fail" in result.output.lower()
     assert_no_leak(result.output, [token, *all_seeded_values(seeded)])
+
+
+def test_init_app_on_kv_v2_sends_one_read_per_path_and_no_mount_lookup(
+    app: Flask, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="flask_vault.audit")
+    FlaskVault(app)
+    operations = [record.vault["operation"] for record in caplog.records if hasattr(record, "vault")]
+    assert operations.count("read") == 2
+    assert "mount" not in operations  # KV v2 is tried first; the mount is asked only when that fails

@@ -17,6 +17,7 @@ from collections import Counter
 from itertools import pairwise
 
 from flask_vault import VaultClient, VaultSettings
+from flask_vault.cache import REFRESH_AHEAD_FRACTION
 
 from .common import DEFAULT_KEYS, BenchEnv, Figure, Profile, RequestLog, close, is_kv_read, num, ratio
 
@@ -121,16 +122,16 @@ def run(env: BenchEnv, profile: Profile) -> Figure:
         figure.details.append(("threads still running at the end", str(stuck)))
     if duplicates:
         figure.notes.append(
-            f"{duplicates} of the {total_reads} reads came within {ttl / 10:g} s of the previous read of the same path:"
-            " a refresh-ahead race in flask_vault/cache.py. A thread that took the entry from the cache just before a"
-            " background refresh stored the new one calls `_maybe_refresh_ahead` with the old entry after that"
-            " refresh has left `_refreshing`, so `_refresh_in_background` starts another read (it checks only for a"
-            " refresh in flight, not whether a newer entry was stored meanwhile)."
+            f"{duplicates} of the {total_reads} reads came within {ttl / 10:g} s of the previous read of the same"
+            " path: more than one background refresh of one entry (flask_vault/cache.py should start one)."
         )
     figure.notes.append(
-        "Refresh-ahead re-reads an entry once it has lived 80% of its TTL (flask_vault.cache.REFRESH_AHEAD_FRACTION),"
-        " so under steady load a path is read about every 0.8 × TTL plus one read's latency: about"
-        f" {num(60 / (0.8 * ttl))}/min per path at TTL {ttl:g} s, 1.25× the one-read-per-TTL bound, by design."
+        "Refresh-ahead re-reads an entry once it has lived"
+        f" {REFRESH_AHEAD_FRACTION:g} of its TTL (flask_vault.cache.REFRESH_AHEAD_FRACTION), so that a request"
+        " never waits on Vault for a secret it has; under steady load a path is read about every"
+        f" {REFRESH_AHEAD_FRACTION:g} × TTL plus one read's latency: about"
+        f" {num(60 / (REFRESH_AHEAD_FRACTION * ttl))}/min per path at TTL {ttl:g} s,"
+        f" {1 / REFRESH_AHEAD_FRACTION:.2f}× the one-read-per-TTL bound, by design."
     )
     detections = log.count(lambda r: "/sys/internal/ui/mounts/" in r.path)
     if detections > 1:

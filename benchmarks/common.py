@@ -29,7 +29,7 @@ import hvac
 import requests
 import requests.adapters
 
-from flask_vault.devserver import OpenBaoServer, find_bao, free_port_pair
+from flask_vault.devserver import OpenBaoServer, find_bao, free_port_pair, stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
 PREFIX = "bench"
@@ -371,13 +371,7 @@ listener "tcp" {{
         raise RuntimeError(f"bao proxy did not serve {probe_path} within {timeout:g}s:\n{log_text}")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        stop_process(self.process)
 
 
 class BenchEnv:

@@ -66,6 +66,18 @@ def wait_until_ready(
     raise RuntimeError(f"The server at {url} did not answer /v1/sys/health within {timeout:g}s.")
 
 
+def stop_process(process: subprocess.Popen[bytes] | None, timeout: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL after ``timeout``; nothing if it is not running."""
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=timeout)
+
+
 class OpenBaoServer:
     """A ``bao server -dev`` process on 127.0.0.1. Use as a context manager or start()/stop()."""
 
@@ -136,14 +148,7 @@ class OpenBaoServer:
         return self
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
+        stop_process(self.process)
 
     def kill(self) -> None:
         """SIGKILL: the server disappears without a goodbye, like a crashed node."""

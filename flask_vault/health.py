@@ -110,6 +110,8 @@ class LoginProbe:
     ttl: int | None = None
     renewable: bool | None = None
     output: str | None = None
+    #: Policy names (never their bodies).
+    policies: tuple[str, ...] | None = None
 
 
 def probe_server(state: VaultState) -> ServerProbe:
@@ -233,10 +235,12 @@ def probe_login(state: VaultState) -> LoginProbe:
         return LoginProbe("error", output=f"Token lookup failed ({type(exc).__name__}).")
     ttl = info.get("ttl")
     renewable = info.get("renewable")
+    policies = info.get("policies")
     return LoginProbe(
         "ok",
         ttl=ttl if isinstance(ttl, int) and not isinstance(ttl, bool) else None,
         renewable=renewable if isinstance(renewable, bool) else None,
+        policies=tuple(sorted(str(p) for p in policies)) if isinstance(policies, list) else None,
     )
 
 
@@ -384,6 +388,8 @@ def _login_item(state: VaultState, server: ServerProbe, login: LoginProbe | None
     token = client.token
     if login is not None and login.state == "ok":
         item.update(status=PASS, authenticated=True, renewable=login.renewable)
+        if login.policies is not None:
+            item["policies"] = list(login.policies)
         if login.ttl:
             item.update(observedValue=login.ttl, observedUnit="s")
         elif login.ttl == 0:
@@ -438,7 +444,13 @@ def _secret_item(state: VaultState, key: str, vault_usable: bool, when: str) -> 
         if vault_usable:
             item["status"] = PASS
         else:
-            item.update(status=FAIL, output="No cached copy, and Vault cannot be asked.")
+            # The cache drops an entry once it is older than the stale limit.
+            item.update(
+                origin="stale-cache",
+                status=FAIL if settings.fail_closed else WARN,
+                output=f"No cached copy younger than VAULT_STALE_MAX_AGE ({settings.stale_max_age:g}s), and Vault"
+                " cannot be asked.",
+            )
         return item
     age = max(0.0, cache.age(entry))
     item.update(version=entry.version, observedValue=round(age, 1), observedUnit="s")
@@ -617,6 +629,8 @@ def _describe(name: str, item: dict[str, Any]) -> str:
             parts.append("ttl_left=never expires")
         if "renewable" in item:
             parts.append(f"renewable={item['renewable']}")
+        if "policies" in item:
+            parts.append(f"policies={','.join(item['policies']) or '-'}")
     elif name == "vault:secrets":
         if "componentId" not in item:
             return f"{status} (no filled config keys)"

@@ -348,9 +348,9 @@ def test_client_on_an_app_without_init_app_raises_runtime_error(base_config: dic
         _ = vault.client
 
 
-def test_login_token_is_removed_from_app_config(app: Flask, vault: FlaskVault) -> None:
+def test_login_token_is_removed_from_app_config(app: Flask, vault: FlaskVault, openbao_server: Any) -> None:
     assert "VAULT_TOKEN" not in app.config
-    assert vault.client.token == "root"
+    assert vault.client.token == openbao_server.root_token
 
 
 # -- health endpoint and CLI -----------------------------------------------------------

@@ -43,7 +43,6 @@ FORBIDDEN: set[str] = {
     FLASK_SECRET["secret_key"],
     FLASK_SECRET["jwt_secret"],
     str(DATABASE_SECRET["password"]),
-    "root",  # the dev server's root token
 }
 #: (kind, text) of every health body, CLI output, audit record and metrics page produced here.
 SEEN: list[tuple[str, str]] = []
@@ -77,8 +76,9 @@ def audit_log() -> Iterator[_AuditCapture]:
 
 
 @pytest.fixture(autouse=True)
-def _keep_the_audit_trail(audit_log: _AuditCapture) -> None:
+def _keep_the_audit_trail(audit_log: _AuditCapture, openbao_server: Any) -> None:
     """Every test in this module runs with the audit trail on and collected."""
+    FORBIDDEN.add(openbao_server.root_token)
 
 
 def health(app: Flask, headers: dict[str, str] | None = None) -> tuple[Any, dict[str, Any]]:
@@ -213,6 +213,9 @@ def test_login_check_reports_the_method_and_the_token_ttl_left(
     assert login["status"] == "pass" and login["method"] == "token"
     assert login["observedUnit"] == "s" and 3000 < login["observedValue"] <= 3600
     assert login["renewable"] is True
+    assert "default" in login["policies"] and any(p.startswith("core-test-") for p in login["policies"])
+    status = status_cli(app)
+    assert "policies=" in status.output and "core-test-" in status.output
 
 
 def test_a_needed_secret_without_any_value_fails_with_503(base_config: dict[str, Any]) -> None:

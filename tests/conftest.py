@@ -8,6 +8,7 @@ the shell) and a fresh ``app``; ``vault`` applies the extension so a test can ch
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from collections.abc import Iterator
@@ -48,6 +49,36 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> Iterato
     _reset_default_client()
     yield
     _reset_default_client()
+
+
+class _EverythingLogged(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.texts: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage() + " " + repr(getattr(record, "vault", ""))
+        if record.exc_info and record.exc_info[1] is not None:
+            text += " " + repr(record.exc_info[1])
+        self.texts.append(text)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_secret_in_any_log_record(openbao_server: OpenBaoServer) -> Iterator[None]:
+    """Across the whole session: no flask_vault log record (audit trail included, at DEBUG)
+    holds a seeded secret value or the server's root token."""
+    handler = _EverythingLogged()
+    logger = logging.getLogger("flask_vault")
+    previous = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    yield
+    logger.removeHandler(handler)
+    logger.setLevel(previous)
+    forbidden = [*FLASK_SECRET.values(), str(DATABASE_SECRET["password"]), openbao_server.root_token]
+    leaks = [text for text in handler.texts if any(value in text for value in forbidden)]
+    assert handler.texts, "no log record was captured: the scan would prove nothing"
+    assert not leaks, f"{len(leaks)} log records hold a secret value or the root token"
 
 
 @pytest.fixture(scope="session")

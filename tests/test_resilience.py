@@ -273,7 +273,6 @@ def mock_client(**kwargs: Any) -> VaultClient:
 def test_transient_statuses_are_retried_then_succeed(mocked: rm.Mocker, status: int) -> None:
     mocked.get(READ, [{"status_code": status, "json": {"errors": []}}, {"json": OK_BODY}])
     assert mock_client().get_secret("flask", "secret_key") == "v"
-    assert mocked.request_history[-1].url.startswith(READ)
     assert sum(1 for r in mocked.request_history if r.url.startswith(READ)) == 2
 
 

@@ -15,7 +15,9 @@ from typing import Any
 import hvac
 import pytest
 import requests
+from flask import Flask
 
+from flask_vault import FlaskVault
 from flask_vault.devserver import OpenBaoServer
 from flask_vault.keeper import _KEEPERS
 
@@ -95,6 +97,20 @@ class AppRole:
             "VAULT_STARTUP_TIMEOUT": 0,
             **extra,
         }
+
+
+def uncached_secret_app(name: str, role: AppRole, server: OpenBaoServer) -> Flask:
+    """An AppRole app whose GET /secret reads flask#secret_key from Vault on every request."""
+    app = Flask(name)
+    app.config.update(role.config(server))
+
+    @app.get("/secret")
+    def secret() -> str:
+        value: str = app.extensions["vault"].client.get_secret("flask", "secret_key", use_cache=False)
+        return value
+
+    FlaskVault(app)
+    return app
 
 
 def wrapped_secret_id(server: OpenBaoServer, path: str, ttl: str = "60s") -> str:

@@ -81,6 +81,18 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 5.0, interval: floa
         time.sleep(interval)
 
 
+def poll(predicate: Callable[[], Any], *, timeout: float, interval: float = 0.05) -> Any:
+    """Call ``predicate`` until it returns something true (returned), or fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(interval)
+
+
 class FakeClock:
     """A monotonic clock the test moves by hand (for cache TTLs)."""
 

@@ -35,13 +35,14 @@ from auth_support import (
     make_approle,
     root,
     token_accessors_of_role,
+    uncached_secret_app,
     unique,
     wait_for,
 )
 from flask import Flask
 from flask.sessions import SecureCookieSessionInterface
 
-from flask_vault import FlaskVault, VaultClient
+from flask_vault import VaultClient
 from flask_vault.devserver import OpenBaoServer, free_port_pair
 
 __all__ = ["auth_server", "close_new_keepers", "flask_vault_logs", "root"]  # fixtures used by name
@@ -54,15 +55,7 @@ def test_20s_of_uncached_reads_with_2s_tokens_never_fail_and_the_log_shows_renew
     auth_server: OpenBaoServer, root: hvac.Client, flask_vault_logs: LogCapture
 ) -> None:
     role = make_approle(root, token_ttl="2s", token_max_ttl="6s")
-    app = Flask("keeper_20s")
-    app.config.update(role.config(auth_server))
-
-    @app.get("/secret")
-    def secret() -> str:
-        value: str = app.extensions["vault"].client.get_secret("flask", "secret_key", use_cache=False)
-        return value
-
-    FlaskVault(app)
+    app = uncached_secret_app("keeper_20s", role, auth_server)
     client: VaultClient = app.extensions["vault"].client
     http = app.test_client()
     tokens: set[str] = set()

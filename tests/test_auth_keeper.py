@@ -30,10 +30,11 @@ from auth_support import (
     make_approle,
     root,
     token_accessors_of_role,
+    uncached_secret_app,
 )
-from flask import Flask
+from core_support import FakeClock
 
-from flask_vault import FlaskVault, VaultClient, VaultPermissionError, VaultSettings
+from flask_vault import VaultClient, VaultPermissionError, VaultSettings
 from flask_vault.devserver import OpenBaoServer
 from flask_vault.keeper import TokenKeeper
 
@@ -45,17 +46,6 @@ RENEW_URL = f"{MOCK_URL}/v1/auth/token/renew-self"
 LOOKUP_URL = f"{MOCK_URL}/v1/auth/token/lookup-self"
 REVOKE_URL = f"{MOCK_URL}/v1/auth/token/revoke-self"
 TOKENS = [f"s.mock-token-{n}" for n in range(1, 6)]
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def auth_answer(token: str, ttl: int = 30, renewable: bool = True) -> dict[str, Any]:
@@ -342,15 +332,7 @@ def test_operator_revoking_the_apps_token_by_accessor_mid_run_does_not_fail_the_
     auth_server: OpenBaoServer, root: hvac.Client
 ) -> None:
     role = make_approle(root, token_ttl="60s")
-    app = Flask("revoked_mid_run")
-    app.config.update(role.config(auth_server))
-
-    @app.get("/secret")
-    def secret() -> str:
-        value: str = app.extensions["vault"].client.get_secret("flask", "secret_key", use_cache=False)
-        return value
-
-    FlaskVault(app)
+    app = uncached_secret_app("revoked_mid_run", role, auth_server)
     http = app.test_client()
     assert http.get("/secret").status_code == 200
     (accessor,) = token_accessors_of_role(root, role.name)

@@ -24,7 +24,7 @@ import hvac
 import pytest
 import requests
 import requests_mock
-from core_support import FakeClock, make_app, read_policy, token_with_policy
+from core_support import FakeClock, make_app, poll, read_policy, token_with_policy
 from flask import Flask
 
 from flask_vault import FlaskVault, VaultClient, VaultSettings
@@ -103,17 +103,6 @@ def check(body: dict[str, Any], name: str) -> dict[str, Any]:
 
 def secrets_by_key(body: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {item["componentId"]: item for item in body["checks"]["vault:secrets"]}
-
-
-def poll(predicate: Callable[[], Any], *, timeout: float, interval: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(interval)
 
 
 def new_app(base_config: dict[str, Any], **config: Any) -> Flask:

@@ -15,6 +15,7 @@ from typing import Any
 import hvac
 import pytest
 import requests_mock as rm
+from core_support import FakeClock, poll
 from flask import Flask
 
 from flask_vault import FlaskVault, SecretNotFoundError, VaultClient, VaultError, VaultUnavailableError
@@ -50,16 +51,6 @@ def make_app(url: str, token: str, **config: Any) -> Flask:
         return {"key": fingerprint(get_secret("flask", "secret_key")), "config": fingerprint(app.config["SECRET_KEY"])}
 
     return app
-
-
-def poll(predicate: Any, *, timeout: float, interval: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = predicate()
-        if result:
-            return result
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s")
 
 
 # -- a server that can be killed and brought back with its data ------------------------
@@ -180,14 +171,6 @@ def test_hung_vault_bounds_each_call_by_its_timeout_and_leaves_warm_requests_fas
 
 
 # -- single flight and freshness -----------------------------------------------------------
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_fifty_threads_on_an_expired_entry_cause_exactly_one_read(

@@ -18,18 +18,16 @@ from typing import Any
 import hvac
 import hvac.exceptions
 
+from flask_vault.policies import render_policy
+
 PREFIX = "store-erp"
 MOUNT = "secret"
 APPROLE_NAME = "store-ci"
 
 
 def app_policy(prefix: str, environment: str, mount: str = MOUNT) -> str:
-    """Least privilege for the app: read its secrets, list their names (KV v2 paths)."""
-    return (
-        f'path "{mount}/data/{prefix}/{environment}/*" {{\n  capabilities = ["read"]\n}}\n'
-        f'path "{mount}/metadata/{prefix}/{environment}/*" {{\n  capabilities = ["list"]\n}}\n'
-        f'path "{mount}/metadata/{prefix}/{environment}" {{\n  capabilities = ["list"]\n}}\n'
-    )
+    """Least privilege for the app: the shipped ``policies/app.hcl`` for these paths."""
+    return render_policy("app", mount=mount, prefix=prefix, environment=environment)
 
 
 def database_secret(kind: str, sqlite_path: str | None = None) -> dict[str, Any]:

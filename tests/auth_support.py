@@ -15,6 +15,7 @@ from typing import Any
 import hvac
 import pytest
 import requests
+from core_support import read_policy
 from flask import Flask
 
 from flask_vault import FlaskVault
@@ -40,7 +41,7 @@ def start_auth_server() -> OpenBaoServer:
 
 
 def app_policy(environment: str) -> str:
-    return f'path "secret/data/{PREFIX}/{environment}/*" {{\n  capabilities = ["read"]\n}}\n'
+    return read_policy("secret", f"{PREFIX}/{environment}/*")
 
 
 @pytest.fixture(scope="module")

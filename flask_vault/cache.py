@@ -296,11 +296,6 @@ class SecretCache:
         """Store an entry the client just wrote, so readers see it without a read."""
         self._store(entry, from_read=False)
 
-    def invalidate(self, path: str) -> None:
-        """Make the next read of ``path`` ask Vault (the entry stays as the stale fallback)."""
-        with self._lock:
-            self._view.pop(path, None)
-
     def clear(self) -> None:
         """Forget every entry, fresh and stale."""
         with self._lock:

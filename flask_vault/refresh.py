@@ -69,15 +69,11 @@ class ConfigRefresher:
     previous_jwt_keys: list[tuple[int | None, str]] = field(default_factory=list)
     _warned: set[str] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    #: full secret path -> secret name, for the names in keys_by_name
+    _name_by_path: dict[str, str] = field(init=False)
 
-    def names(self) -> list[str]:
-        return list(self.keys_by_name)
-
-    def path_to_name(self, path: str) -> str | None:
-        for name in self.keys_by_name:
-            if self.state.client.full_path(name) == path:
-                return name
-        return None
+    def __post_init__(self) -> None:
+        self._name_by_path = {self.state.client.full_path(name): name for name in self.keys_by_name}
 
     # -- per request -----------------------------------------------------------------
 
@@ -109,7 +105,7 @@ class ConfigRefresher:
     # -- on a new version --------------------------------------------------------------
 
     def on_cache_update(self, entry: CachedSecret, previous: CachedSecret | None) -> None:
-        name = self.path_to_name(entry.path)
+        name = self._name_by_path.get(entry.path)
         if name is None:
             return
         with self._lock:

@@ -18,7 +18,7 @@ from typing import Any
 import hvac
 import hvac.exceptions
 
-from flask_vault.policies import render_policy
+from flask_vault.ops.policies import render_policy
 
 PREFIX = "store-erp"
 MOUNT = "secret"

@@ -19,7 +19,8 @@ use_vault_jwt_keys(jwt)  # JWTs signed before a JWT_SECRET_KEY rotation stay val
 @bp.get("/")
 def index() -> Any:
     """Where each secret came from (never the values)."""
-    vault = current_app.extensions["vault"]
+    from . import vault  # the app's FlaskVault (imported here: the package imports this module)
+
     return jsonify(
         app="store-erp example",
         secrets={key: source.origin for key, source in vault.sources.items()},

@@ -1,7 +1,7 @@
 """flask-vault: Flask secrets from HashiCorp Vault or OpenBao."""
 
-from .client import VaultClient, get_secret, get_vault_client
-from .errors import (
+from flask_vault.client import VaultClient, get_secret, get_vault_client
+from flask_vault.errors import (
     BackupError,
     DatabaseRotationError,
     SecretNotFoundError,
@@ -12,10 +12,10 @@ from .errors import (
     VaultPermissionError,
     VaultUnavailableError,
 )
-from .extension import FlaskVault
-from .mapping import SecretSource
-from .refresh import SecretChange, secret_changed
-from .settings import VaultSettings
+from flask_vault.extension import FlaskVault
+from flask_vault.mapping import SecretSource
+from flask_vault.refresh import SecretChange, secret_changed
+from flask_vault.settings import VaultSettings
 
 __all__ = [
     "BackupError",

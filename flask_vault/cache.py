@@ -28,7 +28,7 @@ from typing import Any
 
 from cachetools import TTLCache
 
-from .errors import VaultUnavailableError
+from flask_vault.errors import VaultUnavailableError
 
 log = logging.getLogger(__name__)
 

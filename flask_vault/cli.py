@@ -14,15 +14,23 @@ from flask import current_app
 from flask.cli import AppGroup
 from flask.helpers import get_debug_flag
 
-from . import pgrole
-from .backup import BackupStore, load_backup
-from .changes import ChangeResult, apply_change, changed_fields, check_can_write, read_current, require_kv2
-from .client import VaultClient
-from .errors import SecretNotFoundError, VaultError
-from .health import format_report, get_monitor
-from .paths import check_secret_name
-from .policies import TEMPLATES, render_policy
-from .rotation import RotationRules, apply_plan, plan_rotation, rollback
+from flask_vault.client import VaultClient
+from flask_vault.errors import SecretNotFoundError, VaultError
+from flask_vault.health.report import format_report, get_monitor
+from flask_vault.ops import pgrole
+from flask_vault.ops.backup import BackupStore, load_backup
+from flask_vault.ops.changes import (
+    ChangeResult,
+    apply_change,
+    changed_fields,
+    check_can_write,
+    read_current,
+    require_kv2,
+)
+from flask_vault.ops.policies import TEMPLATES, render_policy
+from flask_vault.ops.rotation import RotationRules, apply_plan, plan_rotation, rollback
+from flask_vault.paths import check_secret_name
+from flask_vault.state import VaultState, get_state
 
 vault_cli = AppGroup("vault", help="Inspect and manage the app's Vault secrets.")
 
@@ -37,7 +45,7 @@ def status_command(as_json: bool) -> None:
     Always probes Vault afresh. Prints origins, versions and ages of the filled config
     keys; never a value, token or accessor.
     """
-    report = get_monitor(current_app.extensions["vault"]).report(fresh=True)
+    report = get_monitor(get_state()).report(fresh=True)
     if as_json:
         click.echo(report.body(details=True).decode())
     else:
@@ -47,8 +55,8 @@ def status_command(as_json: bool) -> None:
 
 # -- secrets: read, write, rotate, back up, restore ------------------------------------
 #
-# Each command is a thin wrapper over an importable function (flask_vault.rotation,
-# flask_vault.backup, flask_vault.changes). Library errors become one-line
+# Each command is a thin wrapper over an importable function (flask_vault.ops.rotation,
+# flask_vault.ops.backup, flask_vault.ops.changes). Library errors become one-line
 # ClickExceptions (exit 1); --debug (or `flask --debug`) shows the traceback instead.
 # Values are masked unless `get --reveal`; writes ask for confirmation on a terminal.
 
@@ -106,8 +114,8 @@ def _quiet_unconfigured_audit() -> None:
 yes_option = click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 
 
-def _state() -> Any:
-    return current_app.extensions["vault"]
+def _state() -> VaultState:
+    return get_state()
 
 
 def _client() -> VaultClient:

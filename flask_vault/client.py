@@ -22,12 +22,12 @@ from typing import Any, TypeVar
 import hvac
 import hvac.exceptions
 import requests
-from flask import current_app, has_app_context
+from flask import has_app_context
 
-from . import audit
-from .auth import Authenticator, authenticator_from_settings
-from .cache import CachedSecret, Loader, SecretCache
-from .errors import (
+from flask_vault.auth.keeper import TokenKeeper
+from flask_vault.auth.methods import Authenticator, authenticator_from_settings
+from flask_vault.cache import CachedSecret, Loader, SecretCache
+from flask_vault.errors import (
     SecretNotFoundError,
     VaultAuthError,
     VaultConfigError,
@@ -36,10 +36,11 @@ from .errors import (
     VaultPermissionError,
     VaultUnavailableError,
 )
-from .keeper import TokenKeeper
-from .paths import base_path, check_secret_name, relative_path
-from .settings import VaultSettings
-from .transport import VaultAdapter, origin_of
+from flask_vault.observe import audit
+from flask_vault.paths import base_path, check_secret_name, relative_path
+from flask_vault.settings import VaultSettings
+from flask_vault.state import find_state
+from flask_vault.vault.transport import VaultAdapter, origin_of
 
 T = TypeVar("T")
 _MISSING: Any = object()
@@ -110,9 +111,9 @@ class VaultClient:
         self._lock = threading.Lock()
         self._kv_lock = threading.Lock()
         self._hvac = self._new_hvac_client(settings.token)
-        #: Logs in, renews and replaces the token (see flask_vault.keeper); one per client per process.
+        #: Logs in, renews and replaces the token (see flask_vault.auth.keeper); one per client per process.
         self.keeper = TokenKeeper(self, authenticator or authenticator_from_settings(settings), clock=clock)
-        #: Audit records, request counters and the token's accessor hash (see flask_vault.audit).
+        #: Audit records, request counters and the token's accessor hash (see flask_vault.observe.audit).
         self.trail = audit.AuditTrail(
             token=lambda: self.token,
             token_id_hint=lambda: getattr(getattr(self, "keeper", None), "token_id", None),
@@ -763,9 +764,7 @@ _default_lock = threading.Lock()
 def get_vault_client() -> VaultClient:
     """The client of the current Flask app, else a process-wide one built from ``VAULT_*``."""
     if has_app_context():
-        # One trip through the current_app proxy (each attribute access through it costs about 1 µs).
-        app = current_app._get_current_object()  # type: ignore[attr-defined]  # werkzeug LocalProxy API
-        state = app.extensions.get("vault")
+        state = find_state()  # one trip through the current_app proxy (about 1 µs per attribute access)
         if state is not None:
             client: VaultClient = state.client
             return client

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
-from .errors import SecretNotFoundError, VaultError
+from flask_vault.errors import SecretNotFoundError, VaultError
 
 REQUIRED_FIELDS = ("username", "host", "database")
 

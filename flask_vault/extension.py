@@ -12,39 +12,27 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from flask import Flask, current_app
+from flask import Flask
 
-from .auth import authenticator_from_settings, without_credentials
-from .cache import CachedSecret
-from .client import VaultClient
-from .errors import VaultConfigError, VaultError, VaultUnavailableError
-from .mapping import SecretSource, keys_by_name, parse_references, value_for
-from .paths import check_secret_name
-from .refresh import ChangeCallback, ConfigRefresher
-from .settings import FALLBACK_ENV_NAMES, VaultSettings
+from flask_vault.auth.methods import authenticator_from_settings, without_credentials
+from flask_vault.cache import CachedSecret
+from flask_vault.client import VaultClient
+from flask_vault.errors import VaultConfigError, VaultError, VaultUnavailableError
+from flask_vault.mapping import SecretSource, keys_by_name, parse_references, value_for
+from flask_vault.paths import check_secret_name
+from flask_vault.refresh import ChangeCallback, ConfigRefresher
+from flask_vault.settings import FALLBACK_ENV_NAMES, VaultSettings
+from flask_vault.state import VaultState, get_state, refuse_second_registration, set_state
 
 if TYPE_CHECKING:
-    from .health import HealthMonitor
+    pass
 
 log = logging.getLogger(__name__)
 
 #: Login credentials removed from ``app.config`` once the client holds what it needs.
 LOGIN_CREDENTIAL_KEYS = ("VAULT_TOKEN", "VAULT_SECRET_ID", "VAULT_WRAPPED_SECRET_ID", "VAULT_JWT")
-
-
-@dataclass
-class VaultState:
-    """Per-app state, kept in ``app.extensions["vault"]``."""
-
-    settings: VaultSettings
-    client: VaultClient
-    sources: dict[str, SecretSource] = field(default_factory=dict)
-    refresher: ConfigRefresher | None = None
-    #: The cached health probe behind /health/vault, `flask vault status` and stats().
-    health: HealthMonitor | None = field(default=None, repr=False)
 
 
 class FlaskVault:
@@ -58,11 +46,7 @@ class FlaskVault:
 
     def init_app(self, app: Flask) -> None:
         """Read settings, log in, fill the mapped config keys, register routes and commands."""
-        if "vault" in app.extensions:
-            raise RuntimeError(
-                f"FlaskVault is already registered on the app {app.name!r}. Call init_app once per app"
-                " (with an app factory, create a new app for different settings)."
-            )
+        refuse_second_registration(app)
         settings = VaultSettings.load(app.config, os.environ, default_prefix=app.name)
         authenticator = authenticator_from_settings(settings)  # checks the login settings
         settings = without_credentials(settings)  # from here on only the authenticator holds them
@@ -71,7 +55,7 @@ class FlaskVault:
         self._remove_login_credentials(app)
         log_in(client)
         state.sources = fill_config(app.config, state)
-        app.extensions["vault"] = state
+        set_state(app, state)
         self._start_health_and_metrics(app, state)
         self._start_live_refresh(app, state)
         self._register(app, settings)
@@ -86,8 +70,8 @@ class FlaskVault:
 
     @staticmethod
     def _start_health_and_metrics(app: Flask, state: VaultState) -> None:
-        from .health import HealthMonitor
-        from .metrics import track
+        from flask_vault.health.report import HealthMonitor
+        from flask_vault.observe.metrics import track
 
         state.health = HealthMonitor(state)
         track(app.name, state)  # Prometheus export, when prometheus_client is installed
@@ -114,8 +98,8 @@ class FlaskVault:
 
     @staticmethod
     def _register(app: Flask, settings: VaultSettings) -> None:
-        from .cli import vault_cli
-        from .health import health_bp
+        from flask_vault.cli import vault_cli
+        from flask_vault.health.report import health_bp
 
         if settings.health_url is not None:
             app.register_blueprint(health_bp, url_prefix=settings.health_url)
@@ -125,14 +109,7 @@ class FlaskVault:
 
     @staticmethod
     def _get_state() -> VaultState:
-        try:
-            state: VaultState = current_app.extensions["vault"]
-        except KeyError:
-            raise RuntimeError(
-                f"FlaskVault is not registered on the app {current_app.name!r}."
-                " Did you forget to call vault.init_app(app)?"
-            ) from None
-        return state
+        return get_state()
 
     @property
     def client(self) -> VaultClient:
@@ -154,7 +131,7 @@ class FlaskVault:
     def stats(self) -> dict[str, Any]:
         """Counters of ``current_app``'s Vault use: requests by operation and outcome, cache,
         logins, renewals, health probes (see docs/health.md). No values, no tokens."""
-        from .metrics import collect_stats
+        from flask_vault.observe.metrics import collect_stats
 
         return collect_stats(self._get_state())
 

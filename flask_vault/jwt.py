@@ -18,11 +18,13 @@ from typing import Any
 
 from flask import current_app
 
+from flask_vault.state import VaultState, get_state
+
 KID_PREFIX = "vault-v"
 
 
-def _state() -> Any:
-    return current_app.extensions["vault"]
+def _state() -> VaultState:
+    return get_state()
 
 
 def current_kid() -> str | None:

@@ -6,13 +6,13 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from .cache import CachedSecret
-from .database import build_database_url
-from .errors import VaultConfigError
-from .paths import check_secret_name, split_reference
+from flask_vault.cache import CachedSecret
+from flask_vault.database import build_database_url
+from flask_vault.errors import VaultConfigError
+from flask_vault.paths import check_secret_name, split_reference
 
 if TYPE_CHECKING:
-    from .client import VaultClient
+    from flask_vault.client import VaultClient
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from .errors import VaultConfigError
+from flask_vault.errors import VaultConfigError
 
 _SEGMENT = re.compile(r"[A-Za-z0-9_.\-]+")
 _RULE = (

@@ -25,12 +25,12 @@ from typing import TYPE_CHECKING, Any
 from blinker import Namespace
 from flask import Flask, abort, request
 
-from .cache import CachedSecret
-from .errors import VaultError, VaultUnavailableError
-from .mapping import SecretSource, value_for
+from flask_vault.cache import CachedSecret
+from flask_vault.errors import VaultError, VaultUnavailableError
+from flask_vault.mapping import SecretSource, value_for
 
 if TYPE_CHECKING:
-    from .extension import VaultState
+    from flask_vault.state import VaultState
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from .errors import VaultConfigError
+from flask_vault.errors import VaultConfigError
 
 DEFAULT_URL = "http://127.0.0.1:8200"
 
@@ -130,7 +130,7 @@ def parse_secrets_mapping(key: str, value: object) -> dict[str, str]:
 
 def _check_reference_name(key: str, config_key: str, reference: str) -> None:
     """Secret names are checked here, at load, so a bad one is refused before any request (login included)."""
-    from .paths import check_secret_name
+    from flask_vault.paths import check_secret_name
 
     try:
         check_secret_name(reference.split("#", 1)[0])
@@ -264,7 +264,7 @@ class VaultSettings:
         return settings
 
     def _check_segments(self) -> None:
-        from .paths import check_path_part
+        from flask_vault.paths import check_path_part
 
         check_path_part("VAULT_MOUNT_POINT", self.mount_point)
         check_path_part("VAULT_ENVIRONMENT", self.environment)

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from .devserver import ROOT_TOKEN, OpenBaoServer, find_bao, free_port_pair, wait_until_ready
+from flask_vault.devserver import ROOT_TOKEN, OpenBaoServer, find_bao, free_port_pair, wait_until_ready
 
 __all__ = ["ROOT_TOKEN", "OpenBaoServer", "find_bao", "free_port_pair", "openbao_server", "wait_until_ready"]
 

@@ -19,8 +19,8 @@ from core_support import read_policy
 from flask import Flask
 
 from flask_vault import FlaskVault
+from flask_vault.auth.keeper import _KEEPERS
 from flask_vault.devserver import OpenBaoServer
-from flask_vault.keeper import _KEEPERS
 
 PREFIX = "store-erp"
 ENVIRONMENT = "auth"

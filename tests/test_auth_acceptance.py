@@ -83,7 +83,7 @@ def test_20s_of_uncached_reads_with_2s_tokens_never_fail_and_the_log_shows_renew
     stats = client.keeper.stats
     login_records = flask_vault_logs.audit("login")
     renew_records = flask_vault_logs.audit("renew")
-    keeper_lines = flask_vault_logs.messages("flask_vault.keeper")
+    keeper_lines = flask_vault_logs.messages("flask_vault.auth.keeper")
     print(
         f"\n20s run: reads={reads} failures={len(failures)} logins={stats.logins} renewals={stats.renewals} "
         f"recoveries={stats.recoveries} renewal_failures={stats.renewal_failures} tokens={len(tokens)} "

@@ -35,8 +35,8 @@ from auth_support import (
 from core_support import FakeClock
 
 from flask_vault import VaultClient, VaultPermissionError, VaultSettings
+from flask_vault.auth.keeper import TokenKeeper
 from flask_vault.devserver import OpenBaoServer
-from flask_vault.keeper import TokenKeeper
 
 __all__ = ["auth_server", "close_new_keepers", "flask_vault_logs", "root"]  # fixtures used by name
 
@@ -216,12 +216,12 @@ def test_static_token_that_cannot_be_renewed_is_warned_about_once_before_it_expi
         client, keeper = mocked_keeper(clock, VAULT_TOKEN=token, VAULT_ROLE_ID=None, VAULT_SECRET_ID=None)
         keeper.start()
         assert keeper.step() == pytest.approx(40)
-        with caplog.at_level(logging.WARNING, logger="flask_vault.keeper"):
+        with caplog.at_level(logging.WARNING, logger="flask_vault.auth.keeper"):
             clock.advance(40)
             assert keeper.step() is None
             clock.advance(10)
             assert keeper.step() is None
-        warnings = [r for r in caplog.records if r.name == "flask_vault.keeper" and r.levelno == logging.WARNING]
+        warnings = [r for r in caplog.records if r.name == "flask_vault.auth.keeper" and r.levelno == logging.WARNING]
         assert len(warnings) == 1
         assert "cannot be renewed and expires in 20" in warnings[0].getMessage()
         assert token not in caplog.text

@@ -35,7 +35,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from flask import Flask
 
 from flask_vault import FlaskVault, VaultAuthError, VaultClient, VaultConfigError, VaultSettings
-from flask_vault.auth import (
+from flask_vault.auth.methods import (
     AppRoleAuth,
     JWTAuth,
     KubernetesAuth,

@@ -556,7 +556,7 @@ def test_transit_encrypted_backups_hold_no_plaintext_and_restore(
 def test_an_encrypted_backup_with_a_rewritten_header_does_not_decrypt(
     base_config: dict, vault_root: hvac.Client, env: str, seeded_env: dict, tmp_path: Path, transit: tuple[str, str]
 ) -> None:
-    from flask_vault.backup import _checksum
+    from flask_vault.ops.backup import _checksum
 
     mount, key = transit
     app = make_cli_app(base_config, env, tmp_path, VAULT_TRANSIT_MOUNT=mount, VAULT_BACKUP_TRANSIT_KEY=key)
@@ -636,8 +636,8 @@ def test_no_value_in_logs_or_reprs_at_debug_level(
     backup_dir: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from flask_vault.backup import load_backup
-    from flask_vault.rotation import RotationRules, plan_rotation
+    from flask_vault.ops.backup import load_backup
+    from flask_vault.ops.rotation import RotationRules, plan_rotation
 
     caplog.set_level(logging.DEBUG)
     outputs = [
@@ -674,8 +674,8 @@ def test_no_value_in_logs_or_reprs_at_debug_level(
 def test_the_commands_functions_work_without_the_cli(
     cli_app: Flask, vault_root: hvac.Client, env: str, seeded_env: dict, backup_dir: Path
 ) -> None:
-    from flask_vault.backup import BackupStore, restore
-    from flask_vault.rotation import RotationRules, rollback, rotate
+    from flask_vault.ops.backup import BackupStore, restore
+    from flask_vault.ops.rotation import RotationRules, rollback, rotate
 
     with cli_app.app_context():
         store = BackupStore.for_app(cli_app)

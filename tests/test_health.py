@@ -28,9 +28,9 @@ from core_support import FakeClock, make_app, poll, read_policy, token_with_poli
 from flask import Flask
 
 from flask_vault import FlaskVault, VaultClient, VaultSettings
-from flask_vault.audit import accessor_hash
 from flask_vault.devserver import PersistentOpenBaoServer
-from flask_vault.metrics import VaultCollector, track
+from flask_vault.observe.audit import accessor_hash
+from flask_vault.observe.metrics import VaultCollector, track
 from tests.conftest import DATABASE_SECRET, ENVIRONMENT, FLASK_SECRET, PREFIX
 
 CHECKS = ("vault:server", "vault:login", "vault:secrets", "vault:cache")
@@ -168,7 +168,7 @@ def test_details_need_the_bearer_token_compared_in_constant_time(
     FORBIDDEN.add(bearer)
     app = new_app(base_config, VAULT_HEALTH_TOKEN=bearer)
     compared: list[bool] = []
-    import flask_vault.health as health_module
+    import flask_vault.health.report as health_module
 
     real_compare = health_module.hmac.compare_digest
 
@@ -406,8 +406,8 @@ def test_audit_records_each_operation_with_an_accessor_hash_never_a_value(
 def test_rotate_backup_restore_and_rollback_each_leave_one_record(
     base_config: dict[str, Any], audit_log: _AuditCapture, unique_env: str, tmp_path: Any
 ) -> None:
-    from flask_vault.backup import BackupStore, restore
-    from flask_vault.rotation import RotationRules, rollback, rotate
+    from flask_vault.ops.backup import BackupStore, restore
+    from flask_vault.ops.rotation import RotationRules, rollback, rotate
 
     client = VaultClient(settings=VaultSettings.load({**base_config, "VAULT_ENVIRONMENT": unique_env}, {}))
     first = f"first-api-key-{uuid.uuid4().hex}"

@@ -21,8 +21,8 @@ import hvac
 import pytest
 from flask import Flask
 
-from flask_vault import pgrole
 from flask_vault.errors import DatabaseRotationError
+from flask_vault.ops import pgrole
 from tests.rotation_support import PREFIX, backup_data, backup_files, current, make_cli_app, seed_env, vault
 
 psycopg = pytest.importorskip("psycopg")

@@ -11,7 +11,7 @@ import hvac
 import pytest
 from flask import Flask
 
-from flask_vault.policies import render_policy
+from flask_vault.ops.policies import render_policy
 from tests.rotation_support import PREFIX, backup_files, current, make_cli_app, seed_env, vault
 
 

@@ -27,9 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import pgrole
-from .cache import CachedSecret
-from .errors import (
+from flask_vault.cache import CachedSecret
+from flask_vault.errors import (
     DatabaseRotationError,
     SecretNotFoundError,
     VaultConfigError,
@@ -37,10 +36,11 @@ from .errors import (
     VaultError,
     VaultPermissionError,
 )
+from flask_vault.ops import pgrole
 
 if TYPE_CHECKING:
-    from .backup import BackupStore
-    from .client import VaultClient
+    from flask_vault.client import VaultClient
+    from flask_vault.ops.backup import BackupStore
 
 log = logging.getLogger(__name__)
 

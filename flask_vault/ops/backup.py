@@ -15,7 +15,7 @@ stored as plaintext (the CLI warns once per command).
 
 :func:`load_backup` refuses a truncated, edited, unknown or foreign-environment file
 with a :class:`~flask_vault.errors.BackupError`; :func:`restore` then writes the data
-back as a new version through :func:`flask_vault.changes.apply_change` (backup of the
+back as a new version through :func:`flask_vault.ops.changes.apply_change` (backup of the
 current data first, check-and-set).
 """
 
@@ -33,15 +33,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .cache import CachedSecret
-from .errors import BackupError, VaultError
+from flask_vault.cache import CachedSecret
+from flask_vault.errors import BackupError, VaultError
+from flask_vault.state import get_state
 
 if TYPE_CHECKING:
     from flask import Flask
 
-    from .changes import ChangeResult
-    from .client import VaultClient
-    from .settings import VaultSettings
+    from flask_vault.client import VaultClient
+    from flask_vault.ops.changes import ChangeResult
+    from flask_vault.settings import VaultSettings
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +123,7 @@ class BackupStore:
     @classmethod
     def for_app(cls, app: Flask, directory: str | os.PathLike[str] | None = None) -> BackupStore:
         """The store for an app with FlaskVault: its client, settings and instance folder."""
-        state = app.extensions["vault"]
+        state = get_state(app)
         settings: VaultSettings = state.settings
         return cls(
             state.client,
@@ -326,7 +327,7 @@ def load_backup(file: str | os.PathLike[str], client: VaultClient) -> Backup:
 
 def restore(client: VaultClient, store: BackupStore, file: str | os.PathLike[str]) -> ChangeResult:
     """Write a verified backup's data as the secret's new version (backup first, check-and-set)."""
-    from .changes import apply_change, read_current
+    from flask_vault.ops.changes import apply_change, read_current
 
     backup = load_backup(file, client)
     current = read_current(client, backup.info.name, missing_ok=True)
@@ -441,7 +442,7 @@ def _file_safe(text: str) -> str:
 
 
 def _valid_name(name: str) -> bool:
-    from .paths import check_secret_name
+    from flask_vault.paths import check_secret_name
 
     try:
         check_secret_name(name)

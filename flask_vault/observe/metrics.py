@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .extension import VaultState
+    from flask_vault.state import VaultState
 
 #: Operation names counted as logins and renewals in ``stats()``.
 LOGIN_OPERATIONS = frozenset({"login"})

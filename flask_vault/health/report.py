@@ -36,15 +36,16 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 import requests
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, request
 
-from .errors import VaultAuthError, VaultError, VaultPermissionError, VaultUnavailableError
-from .mapping import keys_by_name
-from .transport import VaultAdapter
+from flask_vault.errors import VaultAuthError, VaultError, VaultPermissionError, VaultUnavailableError
+from flask_vault.mapping import keys_by_name
+from flask_vault.state import get_state
+from flask_vault.vault.transport import VaultAdapter
 
 if TYPE_CHECKING:
-    from .client import VaultClient
-    from .extension import VaultState
+    from flask_vault.client import VaultClient
+    from flask_vault.state import VaultState
 
 log = logging.getLogger(__name__)
 
@@ -592,7 +593,7 @@ def render(state: VaultState) -> Response:
 
 @health_bp.route("", methods=["GET"])
 def vault_health() -> Response:
-    return render(current_app.extensions["vault"])
+    return render(get_state())
 
 
 # -- for people ------------------------------------------------------------------------

@@ -13,7 +13,7 @@ so the change is made in two halves that stand or fall together:
    :meth:`~PendingPasswordChange.rollback` drops it when the Vault write failed.
 
 If the commit itself fails after Vault accepted the write, the caller writes the old
-data back to Vault (see :mod:`flask_vault.changes`).
+data back to Vault (see :mod:`flask_vault.ops.changes`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from .errors import DatabaseRotationError
+from flask_vault.errors import DatabaseRotationError
 
 log = logging.getLogger(__name__)
 

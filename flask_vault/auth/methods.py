@@ -3,7 +3,7 @@
 An :class:`Authenticator` knows how to get a token for one login method;
 :func:`authenticator_from_settings` picks and validates the method from
 :class:`~flask_vault.settings.VaultSettings` (``VAULT_AUTH_METHOD``, or inferred from the
-settings present). The :class:`~flask_vault.keeper.TokenKeeper` decides *when* to log
+settings present). The :class:`~flask_vault.auth.keeper.TokenKeeper` decides *when* to log
 in; the authenticators only know *how*.
 
 Every request made here goes through ``VaultClient._call`` (timeouts, retries for
@@ -22,13 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from .errors import VaultAuthError, VaultConfigError, VaultError, VaultUnavailableError
-from .paths import check_path_part
-from .settings import AUTH_METHODS, VaultSettings
-from .transport import VaultAdapter
+from flask_vault.errors import VaultAuthError, VaultConfigError, VaultError, VaultUnavailableError
+from flask_vault.paths import check_path_part
+from flask_vault.settings import AUTH_METHODS, VaultSettings
+from flask_vault.vault.transport import VaultAdapter
 
 if TYPE_CHECKING:
-    from .client import VaultClient
+    from flask_vault.client import VaultClient
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ request of that token is followed by one ``lookup-self`` to learn it, and only w
 the logger is enabled for INFO (that is, when the trail is being kept).
 
 :class:`AuditTrail` is what a :class:`~flask_vault.client.VaultClient` uses: it emits
-the record, counts the operation in :class:`~flask_vault.metrics.VaultMetrics` and
+the record, counts the operation in :class:`~flask_vault.observe.metrics.VaultMetrics` and
 remembers accessor hashes. Code that groups several requests into one operation
 (rotation, backups) wraps it in :meth:`AuditTrail.operation`.
 """
@@ -41,7 +41,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from .metrics import VaultMetrics
+from flask_vault.observe.metrics import VaultMetrics
 
 audit_log = logging.getLogger("flask_vault.audit")
 

@@ -22,8 +22,8 @@ from __future__ import annotations
 import re
 from string import Template
 
-from .errors import VaultConfigError
-from .paths import check_path_part
+from flask_vault.errors import VaultConfigError
+from flask_vault.paths import check_path_part
 
 APP_POLICY = """\
 # flask-vault: the app's policy. Read this app's secrets in one environment; nothing else.

@@ -41,12 +41,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from . import audit
-from .auth import Authenticator, LoginResult, TokenAuth, side_adapter
-from .errors import VaultAuthError, VaultError, VaultPermissionError, VaultUnavailableError
+from flask_vault.auth.methods import Authenticator, LoginResult, TokenAuth, side_adapter
+from flask_vault.errors import VaultAuthError, VaultError, VaultPermissionError, VaultUnavailableError
+from flask_vault.observe import audit
 
 if TYPE_CHECKING:
-    from .client import VaultClient
+    from flask_vault.client import VaultClient
 
 log = logging.getLogger(__name__)
 

@@ -43,13 +43,13 @@ from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from typing import TYPE_CHECKING, Any
 
-from .changes import ChangeResult, apply_change, read_current, require_kv2
-from .errors import SecretNotFoundError, VaultConfigError
+from flask_vault.errors import SecretNotFoundError, VaultConfigError
+from flask_vault.ops.changes import ChangeResult, apply_change, read_current, require_kv2
 
 if TYPE_CHECKING:
-    from .backup import BackupStore
-    from .cache import CachedSecret
-    from .client import VaultClient
+    from flask_vault.cache import CachedSecret
+    from flask_vault.client import VaultClient
+    from flask_vault.ops.backup import BackupStore
 
 ALPHABETS: dict[str, str] = {
     "urlsafe": string.ascii_letters + string.digits + "-_",
@@ -202,7 +202,7 @@ def plan_rotation(
         )
     database = None
     if any(rule.field == "password" for rule in chosen):
-        from . import pgrole
+        from flask_vault.ops import pgrole
 
         postgres = next(rule.postgres for rule in chosen if rule.field == "password")
         if postgres is not False and pgrole.is_postgres_secret(current.data):

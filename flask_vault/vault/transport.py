@@ -16,7 +16,7 @@ import hvac.adapters
 import hvac.exceptions
 import requests
 
-from .errors import VaultError
+from flask_vault.errors import VaultError
 
 
 class VaultAdapter(hvac.adapters.JSONAdapter):

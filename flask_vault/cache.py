@@ -131,7 +131,7 @@ class SecretCache:
         with self._lock:
             self.stats.misses += 1
         try:
-            return self._load(path, loader)
+            return self._load(path, loader, reuse_fresh=serve_stale)
         except VaultUnavailableError:
             stale = self._usable_stale(path) if serve_stale else None
             if stale is None:
@@ -202,9 +202,18 @@ class SecretCache:
 
     # -- loading ---------------------------------------------------------------------
 
-    def _load(self, path: str, loader: Loader) -> CachedSecret:
-        """Single-flight: the first caller reads, the others wait for its outcome."""
+    def _load(self, path: str, loader: Loader, *, reuse_fresh: bool = False) -> CachedSecret:
+        """Single-flight: the first caller reads, the others wait for its outcome.
+
+        ``reuse_fresh``: a caller that found no fresh entry may have looked just before
+        another thread's read stored one; that entry is checked again under the lock, so a
+        read that has just finished is shared instead of repeated.
+        """
         with self._lock:
+            if reuse_fresh:
+                current = self._view.get(path)
+                if current is not None and self.clock() - current.read_at < self.ttl:
+                    return current
             future = self._inflight.get(path)
             leader = future is None
             if future is None:

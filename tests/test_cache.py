@@ -183,3 +183,39 @@ def test_cache_entry_repr_does_not_show_values(cached: VaultClient) -> None:
     assert entry is not None and entry.version == 1
     assert "jwt-1" not in repr(entry)
     assert "jwt-1" not in repr(cached.cache)
+
+
+class _StaleOnceView(dict):
+    """A view whose first lookup still answers with an expired entry, as a thread does that
+    looked just before another thread's read stored the fresh one."""
+
+    def __init__(self, data: dict, stale: Any) -> None:
+        super().__init__(data)
+        self._stale: Any = stale
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        stale, self._stale = self._stale, None
+        return stale if stale is not None else super().get(key, default)
+
+
+def test_a_caller_that_saw_an_expired_entry_shares_the_read_that_just_finished() -> None:
+    from flask_vault.cache import CachedSecret, SecretCache
+
+    clock = FakeClock()
+    cache = SecretCache(10, clock=clock)
+    reads: list[int] = []
+
+    def loader() -> CachedSecret:
+        reads.append(1)
+        return CachedSecret("secret/p", {"k": f"v{len(reads)}"}, len(reads), clock())
+
+    cache.get("secret/p", loader)
+    expired = cache.peek("secret/p")
+    clock.advance(11)
+    cache.get("secret/p", loader)  # another thread's read: the entry is fresh again
+    cache._view = _StaleOnceView(cache._view, expired)
+
+    entry = cache.get("secret/p", loader)
+
+    assert entry.data == {"k": "v2"}
+    assert len(reads) == 2

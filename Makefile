@@ -22,6 +22,7 @@ demo: $(STAMP)
 ## The whole suite against real servers (OpenBao is started by the tests; PostgreSQL if installed).
 test: $(STAMP)
 	-@scripts/ensure-postgres.sh
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
 
 ## Everything except tests marked slow or cluster.
@@ -29,6 +30,7 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow and not cluster"
 
 lint: $(STAMP)
+	$(BIN)/lint-imports
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check flask_vault
 	$(BIN)/mypy

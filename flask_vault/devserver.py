@@ -7,6 +7,7 @@ unsealed with a known root token: never use it for anything but throwaway work.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -21,6 +22,9 @@ import hvac
 import requests
 
 ROOT_TOKEN = "root"  # dev-mode root token: only ever used against a throwaway loopback server
+
+#: Lines in which a server prints a credential at start-up (dev mode prints both).
+_CREDENTIAL_LINE = re.compile(r"^(\s*(?:Root Token|Unseal Key(?: \d+)?):\s*)\S+", re.MULTILINE)
 
 
 def find_bao() -> str:
@@ -114,8 +118,7 @@ class OpenBaoServer:
         args = [
             self.binary,
             "server",
-            "-dev",
-            f"-dev-root-token-id={self.root_token}",
+            "-dev",  # the root token goes by environment (see start()), never on the command line
             "-dev-no-store-token",  # otherwise dev mode writes ~/.vault-token and "no token" runs as root
             f"-dev-listen-address=127.0.0.1:{self.port}",
         ]
@@ -131,6 +134,8 @@ class OpenBaoServer:
     def start(self, timeout: float = 30.0) -> OpenBaoServer:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_"))}
         env["HOME"] = str(self.workdir)
+        if self.root_token:  # dev mode: argv is readable by every user of the machine, the environment is not
+            env["BAO_DEV_ROOT_TOKEN_ID"] = env["VAULT_DEV_ROOT_TOKEN_ID"] = self.root_token
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
                 self.command(),
@@ -157,7 +162,15 @@ class OpenBaoServer:
             self.process.wait(timeout=10)
 
     def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        """The server's output so far, with the root token and unseal keys it printed hidden."""
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        text = _CREDENTIAL_LINE.sub(r"\1<hidden>", text)
+        for credential in self._credentials():
+            text = text.replace(credential, "<hidden>")
+        return text
+
+    def _credentials(self) -> list[str]:
+        return [value for value in (self.root_token, getattr(self, "unseal_key", None)) if value]
 
     def root_client(self) -> hvac.Client:
         return hvac.Client(url=self.url, token=self.root_token, verify=self.ca_cert or True)

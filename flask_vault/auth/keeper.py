@@ -127,6 +127,7 @@ class TokenKeeper:
         self._stopped = False
         self._next_file_check = 0.0
         self._failure: tuple[float, VaultAuthError] | None = None
+        self._last_login: str | None = None  # "ok" or the error class of the last login attempt
         self._valid_confirmed: tuple[int, float] | None = None
         self._backoff = RETRY_MIN
         self._login_soon = False  # a forked child logs in from its own keeper thread at once
@@ -163,11 +164,18 @@ class TokenKeeper:
         return state.token_id if state else None
 
     def status(self) -> dict[str, Any]:
-        """Method, what is known of the token (TTL left, renewable, policies) and counters."""
+        """Method, what is known of the token and counters.
+
+        ``token_ttl``: whole seconds left (0 also for a token that never expires);
+        ``expires_in``: seconds left, negative once expired, None when unknown or never;
+        ``last_login``: ``"ok"`` or the error class of the last login attempt (None: none yet).
+        """
         state = self._state
-        ttl_left = None
+        ttl_left: int | None = None
+        expires_in: float | None = None
         if state is not None and state.expires_at is not None:
-            ttl_left = max(0, round(state.expires_at - self.clock()))
+            expires_in = state.expires_at - self.clock()
+            ttl_left = max(0, round(expires_in))
         elif state is not None and state.ttl == 0:
             ttl_left = 0
         return {
@@ -176,6 +184,8 @@ class TokenKeeper:
             "token_ttl": ttl_left,
             "renewable": state.renewable if state else None,
             "policies": list(state.policies) if state else [],
+            "expires_in": expires_in,
+            "last_login": self._last_login,
             **self.stats.as_dict(),
         }
 
@@ -529,6 +539,7 @@ class TokenKeeper:
             result = self.authenticator.login(self.client)
         except VaultError as exc:
             self.stats.login_failures += 1
+            self._last_login = type(exc).__name__
             if isinstance(exc, VaultAuthError):
                 self._failure = (self.clock(), exc)
             raise
@@ -536,6 +547,7 @@ class TokenKeeper:
         self._backoff = RETRY_MIN
         if result is None:
             return
+        self._last_login = "ok"
         self._install(result)
         if not result.created:
             log.info("Using the Vault token from %s.", self.authenticator.describe())

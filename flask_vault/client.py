@@ -40,6 +40,7 @@ from flask_vault.observe import audit
 from flask_vault.paths import base_path, check_secret_name, relative_path
 from flask_vault.settings import VaultSettings
 from flask_vault.state import find_state
+from flask_vault.vault.probe import probe_address
 from flask_vault.vault.transport import VaultAdapter, origin_of
 
 T = TypeVar("T")
@@ -516,54 +517,34 @@ class VaultClient:
             raise VaultConfigError(f"{what} needs a KV v2 mount; {self.mount_point!r} is KV v1.", key="mount_point")
 
     def health_check(self) -> dict[str, Any]:
-        """Server and login state, never raising and never showing a token.
+        """Server and login state of the address in use, never raising and never showing a token.
 
-        Keys: ``url``, ``initialized``, ``sealed``, ``standby``, ``version``,
-        ``reachable``, ``response_ms``, ``authenticated`` and, when logged in,
-        ``token_ttl``, ``renewable`` and ``policies``; ``error`` when something failed.
+        Keys: ``url``, ``reachable``, ``state`` (``active``, ``standby``, ``sealed``,
+        ``not-initialized``, ``unreachable``, ...), ``initialized``, ``sealed``, ``standby``,
+        ``version``, ``response_ms``, ``status_code``, ``authenticated``, ``auth_method``
+        and, when the server can serve and the token works, ``token_ttl``, ``renewable``
+        and ``policies``; ``error`` when something failed. The server part is the
+        ``sys/health`` probe that ``/health/vault`` makes (see :mod:`flask_vault.vault.probe`).
         """
+        server = probe_address(self._adapter(self._hvac), self.url)
         report: dict[str, Any] = {
-            "url": self.url,
-            "reachable": False,
-            "initialized": None,
-            "sealed": None,
-            "standby": None,
-            "version": None,
+            "url": server.url,
+            "reachable": server.reachable,
+            "state": server.state,
+            "initialized": server.initialized,
+            "sealed": server.sealed,
+            "standby": server.standby,
+            "version": server.version,
+            "response_ms": server.response_ms,
+            "status_code": server.status_code,
             "authenticated": False,
             "auth_method": self.keeper.method,
         }
-        report.update(self._server_health())
-        if report["reachable"] and report["initialized"] and not report["sealed"]:
+        if server.output:
+            report["error"] = server.output
+        if server.serving:
             report.update(self._token_health())
         return report
-
-    def _server_health(self) -> dict[str, Any]:
-        started = time.perf_counter()
-        try:
-            response = self._adapter(self._hvac).raw_get(
-                "/v1/sys/health", params={"standbyok": "true", "perfstandbyok": "true"}
-            )
-        except requests.RequestException as exc:
-            return {"error": f"Vault at {self.url} is unreachable ({type(exc).__name__})."}
-        elapsed = round((time.perf_counter() - started) * 1000, 2)
-        status = getattr(response, "status_code", None)
-        body = _json_or_none(response)
-        if not isinstance(body, dict):
-            return {
-                "reachable": True,
-                "status_code": status,
-                "response_ms": elapsed,
-                "error": f"Vault at {self.url} answered HTTP {status} without a health body.",
-            }
-        return {
-            "reachable": True,
-            "status_code": status,
-            "response_ms": elapsed,
-            "initialized": bool(body.get("initialized")),
-            "sealed": bool(body.get("sealed")),
-            "standby": bool(body.get("standby")) or bool(body.get("performance_standby")),
-            "version": body.get("version") if isinstance(body.get("version"), str) else None,
-        }
 
     def _token_health(self) -> dict[str, Any]:
         try:
@@ -737,13 +718,6 @@ def _translate_status(exc: hvac.exceptions.VaultError, client: VaultClient, path
 
 def _is_connection_error(exc: Exception) -> bool:
     return isinstance(exc, requests.ConnectionError) and not isinstance(exc, requests.ReadTimeout)
-
-
-def _json_or_none(response: Any) -> Any:
-    try:
-        return response.json()
-    except (ValueError, AttributeError):
-        return None
 
 
 def _version_of(result: Any) -> int | None:

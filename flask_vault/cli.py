@@ -16,7 +16,8 @@ from flask.helpers import get_debug_flag
 
 from flask_vault.client import VaultClient
 from flask_vault.errors import SecretNotFoundError, VaultError
-from flask_vault.health.report import format_report, get_monitor
+from flask_vault.health.format import format_report
+from flask_vault.health.monitor import get_monitor
 from flask_vault.ops import pgrole
 from flask_vault.ops.backup import BackupStore, load_backup
 from flask_vault.ops.changes import (

@@ -70,7 +70,7 @@ class FlaskVault:
 
     @staticmethod
     def _start_health_and_metrics(app: Flask, state: VaultState) -> None:
-        from flask_vault.health.report import HealthMonitor
+        from flask_vault.health.monitor import HealthMonitor
         from flask_vault.observe.metrics import track
 
         state.health = HealthMonitor(state)
@@ -99,7 +99,7 @@ class FlaskVault:
     @staticmethod
     def _register(app: Flask, settings: VaultSettings) -> None:
         from flask_vault.cli import vault_cli
-        from flask_vault.health.report import health_bp
+        from flask_vault.health.view import health_bp
 
         if settings.health_url is not None:
             app.register_blueprint(health_bp, url_prefix=settings.health_url)

@@ -14,7 +14,7 @@ from flask import Flask, current_app
 
 if TYPE_CHECKING:
     from flask_vault.client import VaultClient
-    from flask_vault.health.report import HealthMonitor
+    from flask_vault.health.monitor import HealthMonitor
     from flask_vault.mapping import SecretSource
     from flask_vault.refresh import ConfigRefresher
     from flask_vault.settings import VaultSettings

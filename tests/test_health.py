@@ -168,7 +168,7 @@ def test_details_need_the_bearer_token_compared_in_constant_time(
     FORBIDDEN.add(bearer)
     app = new_app(base_config, VAULT_HEALTH_TOKEN=bearer)
     compared: list[bool] = []
-    import flask_vault.health.report as health_module
+    import flask_vault.health.view as health_module
 
     real_compare = health_module.hmac.compare_digest
 
@@ -268,6 +268,59 @@ def test_a_token_without_the_default_policy_that_reads_its_secrets_passes(
     response, body = health(app)
     assert response.status_code == 200 and body["status"] == "pass"
     assert check(body, "vault:login")["authenticated"] is True
+
+
+# -- a list of checks ------------------------------------------------------------------------
+
+
+def test_a_check_added_to_the_list_is_combined_into_the_status_and_shown_in_body_and_cli(
+    base_config: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flask_vault.health import checks
+    from flask_vault.health.report import HealthCheck, Outcome
+
+    def queue_check(context: checks.HealthContext) -> Outcome:
+        item = {
+            "componentId": "orders",
+            "componentType": "component",
+            "status": "fail",
+            "observedValue": 75,
+            "observedUnit": "s",
+            "time": context.time,
+            "output": "The order queue has not moved for 75 s.",
+            "unused": None,
+        }
+        return Outcome([item], summary="The order queue is stuck.")
+
+    bearer = f"health-bearer-{uuid.uuid4().hex}"
+    FORBIDDEN.add(bearer)
+    monkeypatch.setattr(checks, "CHECKS", [*checks.CHECKS, HealthCheck("app:queue", queue_check)])
+    app = new_app(base_config, VAULT_HEALTH_TOKEN=bearer)
+    response, body = health(app)
+    assert response.status_code == 503
+    assert body == {"status": "fail", "checks": {**STATUS_ONLY, "app:queue": [{"status": "fail"}]}}
+
+    _, body = health(app, {"Authorization": f"Bearer {bearer}"})
+    assert list(body["checks"]) == [*CHECKS, "app:queue"]
+    assert body["output"] == "The order queue is stuck."
+    assert check(body, "app:queue") == {
+        "status": "fail",
+        "componentId": "orders",
+        "componentType": "component",
+        "observedValue": 75,
+        "observedUnit": "s",
+        "time": check(body, "vault:server")["time"],
+        "output": "The order queue has not moved for 75 s.",
+    }
+    result = status_cli(app)
+    assert result.exit_code == 2 and result.output.startswith("status: fail - The order queue is stuck.")
+    assert "queue    fail orders 1m15s - The order queue has not moved for 75 s." in result.output
+
+    # The same check capped at warn only degrades the app.
+    monkeypatch.setattr(checks, "CHECKS", [*checks.CHECKS[:-1], HealthCheck("app:queue", queue_check, "warn")])
+    response, body = health(new_app(base_config, VAULT_HEALTH_DETAILS=True))
+    assert (response.status_code, body["status"], body["output"]) == (200, "warn", "The order queue is stuck.")
+    assert check(body, "app:queue")["status"] == "fail"
 
 
 # -- flask vault status ------------------------------------------------------------------------

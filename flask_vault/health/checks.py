@@ -1,0 +1,218 @@
+"""The health checks: each a small function from a :class:`HealthContext` to an :class:`Outcome`.
+
+:data:`CHECKS` lists them in the order they appear in the report, from Vault towards the
+app: ``vault:server``, ``vault:login``, ``vault:secrets``, ``vault:cache``. Their
+statuses are combined by the one rule in :mod:`flask_vault.health.report`.
+
+Adding a check is one function here and one entry in :data:`CHECKS`::
+
+    def lease_check(context: HealthContext) -> Outcome:
+        ok = ...  # read what the check is about from context.state
+        item = {"status": PASS if ok else FAIL, "componentType": "component", "time": context.time}
+        return Outcome([item], summary=None if ok else "The database lease has expired.")
+
+    CHECKS = [..., HealthCheck("vault:lease", lease_check)]
+
+A check reads the probe made for this report (``context.server``, ``context.login``) and
+the app's own state; it sends no request of its own (the probe is cached for
+``VAULT_HEALTH_CACHE_SECONDS``), returns items with a ``status`` and the draft's fields
+where they fit (``componentId``, ``componentType``, ``observedValue``, ``observedUnit``,
+``time``, ``output``), fields set to None are left out, and it gives a ``summary`` only
+when it fails (or, capped at ``warn``, degrades) the report. No item may hold a token,
+an accessor, a secret value or a credential.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from flask_vault.health.probe import NO_TOKEN, LoginProbe
+from flask_vault.health.report import FAIL, PASS, WARN, HealthCheck, Item, Outcome
+
+if TYPE_CHECKING:
+    from flask_vault.state import VaultState
+    from flask_vault.vault.probe import ServerProbe
+
+#: Outcomes of the last login (the keeper's ``last_login``) that mean Vault refused the
+#: credentials, not a transient error.
+REFUSED_OUTCOMES = frozenset({"VaultAuthError", "VaultPermissionError", "VaultError"})
+
+
+@dataclass(frozen=True)
+class HealthContext:
+    """What the checks of one report read: the app's state and this window's probe."""
+
+    state: VaultState
+    server: ServerProbe
+    #: The token lookup; None when the server could not serve, so it was not asked.
+    login: LoginProbe | None
+    #: When the probe was made (ISO 8601, UTC), the ``time`` of every item.
+    time: str
+
+    @property
+    def vault_usable(self) -> bool:
+        """Vault serves reads and confirmed the token: any secret can be read again now."""
+        return self.server.serving and self.login is not None and self.login.state == "ok"
+
+
+def server_check(context: HealthContext) -> Outcome:
+    """``vault:server``: the sys/health probe; pass while the server can serve reads."""
+    server = context.server
+    item: Item = {
+        "componentId": server.url,
+        "componentType": "datastore",
+        "status": PASS if server.serving else FAIL,
+        "state": server.state,
+        "initialized": server.initialized,
+        "sealed": server.sealed,
+        "standby": server.standby,
+        "version": server.version,
+        "observedValue": server.response_ms,
+        "observedUnit": "ms" if server.response_ms is not None else None,
+        "time": context.time,
+        "output": server.output,
+    }
+    summary = None if server.serving else f"Vault is {server.state}; every filled secret is still served."
+    return Outcome([item], summary)
+
+
+def login_check(context: HealthContext) -> Outcome:
+    """``vault:login``: the method, and whether the token works (from the lookup, else the keeper)."""
+    keeper = context.state.client.keeper
+    token = keeper.status()
+    login = context.login
+    item: Item = {
+        "componentType": "component",
+        "method": keeper.method,
+        "authenticated": False,
+        "time": context.time,
+    }
+    relogin_refused = token.get("last_login") in REFUSED_OUTCOMES
+    if login is not None and login.state == "ok":
+        item.update(status=PASS, authenticated=True, renewable=login.renewable)
+        if login.policies is not None:
+            item["policies"] = list(login.policies)
+        if login.ttl:
+            item.update(observedValue=login.ttl, observedUnit="s")
+        elif login.ttl == 0:
+            item["expires"] = False
+        if relogin_refused:
+            item.update(status=WARN, output="The token works, but the last login attempt was refused.")
+        return Outcome([item])
+    if login is not None and login.state in ("refused", "no-token"):
+        item.update(status=FAIL, output=login.output)
+        return Outcome([item], login.output or "The login is refused.")
+    return _login_unverified(context, item, token, relogin_refused)
+
+
+def _login_unverified(context: HealthContext, item: Item, token: dict[str, Any], relogin_refused: bool) -> Outcome:
+    """Vault could not be asked (down, sealed) or gave an odd answer: judge what the keeper knows."""
+    expires_in = token.get("expires_in")
+    expired = False
+    if token.get("logged_in") and isinstance(expires_in, (int, float)):
+        expired = expires_in <= 0
+        item.update(observedValue=max(0, int(expires_in)), observedUnit="s")
+    if not token.get("logged_in"):
+        item.update(status=FAIL, output=NO_TOKEN)
+    elif expired:
+        item.update(status=FAIL, output="The token has expired and Vault cannot be asked for a new one.")
+    elif relogin_refused:
+        item.update(status=FAIL, output="The last login attempt was refused.")
+    else:
+        login = context.login
+        reason = login.output if login is not None else f"Vault is {context.server.state}."
+        item.update(status=WARN, authenticated=None, output=f"The token could not be verified: {reason}")
+        return Outcome([item])
+    return Outcome([item], item["output"])
+
+
+def secrets_check(context: HealthContext) -> Outcome:
+    """``vault:secrets``: one item per filled config key; fail when one has no usable value."""
+    items = [_secret_item(context, key) for key in list(context.state.sources)]
+    if not items:
+        return Outcome([{"componentType": "component", "status": PASS, "observedValue": 0, "time": context.time}])
+    failing = [str(item["componentId"]) for item in items if item["status"] == FAIL]
+    return Outcome(items, "No usable value for " + ", ".join(failing) + "." if failing else None)
+
+
+def _secret_item(context: HealthContext, key: str) -> Item:
+    state = context.state
+    source = state.sources[key]
+    cache, settings = state.client.cache, state.settings
+    item: Item = {
+        "componentId": key,
+        "componentType": "component",
+        "origin": source.origin,
+        "path": source.path,
+        "field": source.field,
+        "version": source.version,
+        "time": context.time,
+    }
+    if source.origin in ("env", "config"):
+        where = f"the environment variable {source.env_var}" if source.origin == "env" else "app.config"
+        item.update(status=WARN, output=f"Served from {where}: Vault did not provide it.", envVar=source.env_var)
+        return item
+    if source.origin != "vault":
+        item.update(status=FAIL, output="No value: Vault did not provide it and no fallback is set.")
+        return item
+    not_served = FAIL if settings.fail_closed else WARN
+    entry = cache.peek(source.path) if source.path else None
+    if entry is None:
+        if context.vault_usable:
+            item["status"] = PASS
+        else:
+            # The cache drops an entry once it is older than the stale limit.
+            item.update(
+                origin="stale-cache",
+                status=not_served,
+                output=f"No cached copy younger than VAULT_STALE_MAX_AGE ({settings.stale_max_age:g}s), and Vault"
+                " cannot be asked.",
+            )
+        return item
+    age = max(0.0, cache.age(entry))
+    item.update(version=entry.version, observedValue=round(age, 1), observedUnit="s")
+    if context.vault_usable or age <= cache.ttl:
+        item["status"] = PASS
+    elif settings.stale_max_age > 0 and age <= settings.stale_max_age:
+        item.update(origin="stale-cache", status=WARN, output="Served from the cache while Vault is unavailable.")
+    else:
+        item.update(
+            origin="stale-cache",
+            status=not_served,
+            output=f"The cached copy is older than VAULT_STALE_MAX_AGE ({settings.stale_max_age:g}s).",
+        )
+    return item
+
+
+def cache_check(context: HealthContext) -> Outcome:
+    """``vault:cache``: the cache's counters; warn while it serves through an outage."""
+    cache = context.state.client.cache
+    stats = cache.stats.as_dict()
+    outage_since = cache.outage_since
+    in_outage = outage_since is not None and not context.vault_usable
+    item: Item = {
+        "componentType": "component",
+        "status": WARN if in_outage else PASS,
+        "hits": stats.get("hits", 0),
+        "misses": stats.get("misses", 0),
+        "staleServes": stats.get("stale_serves", 0),
+        "refreshFailures": stats.get("refresh_failures", 0),
+        "reads": stats.get("reads", 0),
+        "entries": len(cache),
+        "time": context.time,
+    }
+    if in_outage and outage_since is not None:
+        item["outageSeconds"] = round(max(0.0, cache.clock() - outage_since), 1)
+        item["output"] = "Vault is unavailable; cached secrets are served within VAULT_STALE_MAX_AGE."
+    return Outcome([item])
+
+
+#: The checks of every report, in the order they appear in it.
+CHECKS: list[HealthCheck[HealthContext]] = [
+    # A sealed or unreachable server only degrades the app while the secrets are served.
+    HealthCheck("vault:server", server_check, at_worst=WARN),
+    HealthCheck("vault:login", login_check),
+    HealthCheck("vault:secrets", secrets_check),
+    HealthCheck("vault:cache", cache_check),
+]

@@ -607,6 +607,51 @@ def test_a_refused_approle_login_fails_health_even_with_every_secret_from_a_fall
         app.extensions["vault"].client.keeper.close(revoke=False)
 
 
+@pytest.mark.slow
+def test_a_refused_relogin_warns_while_the_token_works_and_an_expired_token_fails_while_vault_is_down(
+    base_config: dict[str, Any], approle: dict[str, str], vault_root: hvac.Client
+) -> None:
+    # The keeper's facts decide here: a secret_id good for one login, a token that cannot outlive 12 s.
+    mount, role = approle["VAULT_APPROLE_MOUNT"], f"once-{uuid.uuid4().hex[:6]}"
+    policy = f"health-once-{uuid.uuid4().hex[:6]}"
+    vault_root.sys.create_or_update_policy(policy, read_policy("secret", f"{PREFIX}/{ENVIRONMENT}/*"))
+    vault_root.write(
+        f"auth/{mount}/role/{role}", token_ttl="12s", token_max_ttl="12s", token_policies=policy, secret_id_num_uses=1
+    )
+    role_id = vault_root.read(f"auth/{mount}/role/{role}/role-id")["data"]["role_id"]
+    secret_id = vault_root.write(f"auth/{mount}/role/{role}/secret-id")["data"]["secret_id"]
+    FORBIDDEN.update({role_id, secret_id})
+    app = approle_app(
+        base_config,
+        {**approle, "VAULT_ROLE_ID": role_id, "VAULT_SECRET_ID": secret_id},
+        VAULT_MAX_RETRIES=0,
+        VAULT_TIMEOUT=1,
+    )
+    state = app.extensions["vault"]
+    keeper = state.client.keeper
+    try:
+        FORBIDDEN.add(str(state.client.token))
+        poll(lambda: keeper.status()["login_failures"] >= 1, timeout=15)  # the re-login at the max TTL
+        report = state.health.report(fresh=True)
+        login = report.checks["vault:login"][0]
+        assert (report.status, login["status"], login["authenticated"]) == ("warn", "warn", True)
+        assert login["output"] == "The token works, but the last login attempt was refused."
+
+        poll(lambda: (keeper.status()["expires_in"] or 1) <= 0, timeout=15)
+        url = base_config["VAULT_URL"]
+        with requests_mock.Mocker() as mock:
+            mock.get(f"{url}/v1/sys/health", exc=requests.exceptions.ConnectionError)
+            state.health.report(fresh=True)
+            response, body = health(app)
+        assert response.status_code == 503 and body["status"] == "fail"
+        login = check(body, "vault:login")
+        assert (login["status"], login["observedValue"]) == ("fail", 0)
+        assert login["output"] == "The token has expired and Vault cannot be asked for a new one."
+        assert body["output"] == login["output"]
+    finally:
+        keeper.close(revoke=False)
+
+
 # -- Vault answers a single dev server won't give (requests_mock) -----------------------------
 
 LOOKUP_BODY = {

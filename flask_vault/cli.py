@@ -18,19 +18,12 @@ from flask_vault.client import VaultClient
 from flask_vault.errors import SecretNotFoundError, VaultError
 from flask_vault.health.format import format_report
 from flask_vault.health.monitor import get_monitor
-from flask_vault.ops import pgrole
-from flask_vault.ops.backup import BackupStore, load_backup
-from flask_vault.ops.changes import (
-    ChangeResult,
-    apply_change,
-    changed_fields,
-    check_can_write,
-    read_current,
-    require_kv2,
-)
+from flask_vault.ops.backup import BackupStore, load_backup, plan_restore
 from flask_vault.ops.policies import TEMPLATES, render_policy
-from flask_vault.ops.rotation import RotationRules, apply_plan, plan_rotation, rollback
+from flask_vault.ops.rotation import plan_rollback, plan_rotation
+from flask_vault.ops.write import ChangeResult, apply_write, check_can_write, plan_put, require_kv2
 from flask_vault.paths import check_secret_name
+from flask_vault.rotation_rules import RotationRules
 from flask_vault.state import VaultState, get_state
 
 vault_cli = AppGroup("vault", help="Inspect and manage the app's Vault secrets.")
@@ -56,10 +49,12 @@ def status_command(as_json: bool) -> None:
 
 # -- secrets: read, write, rotate, back up, restore ------------------------------------
 #
-# Each command is a thin wrapper over an importable function (flask_vault.ops.rotation,
-# flask_vault.ops.backup, flask_vault.ops.changes). Library errors become one-line
-# ClickExceptions (exit 1); --debug (or `flask --debug`) shows the traceback instead.
-# Values are masked unless `get --reveal`; writes ask for confirmation on a terminal.
+# Each command parses, confirms, calls and prints. A write is planned by a function of
+# flask_vault.ops (plan_put, plan_rotation, plan_rollback, plan_restore), confirmed, then
+# carried out by flask_vault.ops.write.apply_write, the path VaultClient.set_secret and
+# rotate_secret take too. Library errors become one-line ClickExceptions (exit 1);
+# --debug (or `flask --debug`) shows the traceback instead. Values are masked unless
+# `get --reveal`; writes ask for confirmation on a terminal.
 
 MASK = "********"
 
@@ -168,7 +163,9 @@ def _progress(items: list[str], label: str) -> Iterator[str]:
 
 def _describe(result: ChangeResult) -> str:
     fields = ", ".join(result.fields) or "no field changed"
-    text = f"{result.path} ({fields}): version {result.old_version or '-'} -> {result.new_version}"
+    text = f"{result.path} ({fields})"
+    if result.new_version is not None:  # KV v1 has no versions
+        text += f": version {result.old_version or '-'} -> {result.new_version}"
     if result.database:
         text += f"; PostgreSQL {result.database} changed too"
     if result.backup:
@@ -214,22 +211,16 @@ def put_command(name: str, from_file: TextIO | None, field_names: tuple[str, ...
     check_secret_name(name)
     given = _read_put_input(from_file, field_names)
     client, store = _client(), _store()
-    current = read_current(client, name, missing_ok=True)
-    data = {**current.data, **given} if merge and current is not None else given
-    changed = changed_fields(current.data if current else {}, data)
-    where = client.full_path(name)
-    state = f"replacing version {current.version}" if current is not None else "a new secret"
-    _confirm(f"Write {', '.join(changed) or 'unchanged data'} to {where} ({state})?", yes)
-    if current is not None:
+    plan = plan_put(client, name, given, merge=merge)
+    state = f"replacing version {plan.old_version}" if plan.current is not None else "a new secret"
+    if plan.kv_version == 1 and plan.current is not None:
+        state = "replacing the current data"
+    _confirm(f"Write {', '.join(plan.fields) or 'unchanged data'} to {plan.path} ({state})?", yes)
+    if plan.current is not None:
         _warn_plaintext(store)
-    if client.kv_version() == 1:
-        backup = store.save(name, current, reason="put") if current is not None else None
-        client.set_secret(name, data)
-        click.echo(f"wrote {where} ({', '.join(changed)})" + (f"; backup: {backup}" if backup else ""))
-        return
-    result = apply_change(client, name, current, data, action="put", store=store, database=False)
+    result = apply_write(client, plan, store)
     click.echo(f"wrote {_describe(result)}")
-    if current is not None and "password" in result.fields and pgrole.is_postgres_secret(current.data):
+    if plan.postgres_login and "password" in result.fields:
         click.echo(
             "note: only Vault changed; the PostgreSQL role keeps its password."
             f" `flask vault rotate --secret {name}` changes both.",
@@ -341,7 +332,7 @@ def rotate_command(rotate_all: bool, name: str | None, field_names: tuple[str, .
     if field_names and not name:
         raise click.UsageError("--field needs --secret NAME.")
     client, store = _client(), _store()
-    rules = RotationRules.from_config(_state().settings.rotation)
+    rules = _state().settings.rotation
     if name:
         _rotate_one(client, store, rules, name, field_names, dry_run, yes)
     else:
@@ -358,18 +349,14 @@ def _rotate_one(
     yes: bool,
 ) -> None:
     plan = plan_rotation(client, name, rules, field_names)
-    database = f" and the password of PostgreSQL {plan.database}" if plan.database else ""
     if dry_run:
-        check_can_write(client, name, create=False, action="rotate", store=store)
-        click.echo(
-            f"would rotate {plan.path} ({', '.join(plan.fields)}){database}: version {plan.version} ->"
-            f" {(plan.version or 0) + 1}, after a backup in {store.directory}"
-        )
+        check_can_write(client, plan, store)
+        click.echo(f"would {plan.summary()}, after a backup in {store.directory}")
         return
-    _confirm(f"Rotate {', '.join(plan.fields)} of {plan.path} (version {plan.version}){database}?", yes)
+    database = f" and the password of PostgreSQL {plan.database}" if plan.database else ""
+    _confirm(f"Rotate {', '.join(plan.fields)} of {plan.path} (version {plan.old_version}){database}?", yes)
     _warn_plaintext(store)
-    result = apply_plan(client, plan, store)
-    click.echo(f"rotated {_describe(result)}")
+    click.echo(f"rotated {_describe(apply_write(client, plan, store))}")
 
 
 def _rotate_all(client: VaultClient, store: BackupStore, rules: RotationRules, dry_run: bool, yes: bool) -> None:
@@ -388,11 +375,11 @@ def _rotate_all(client: VaultClient, store: BackupStore, rules: RotationRules, d
         try:
             plan = plan_rotation(client, name, rules)
             if dry_run:
-                check_can_write(client, name, create=False, action="rotate", store=store)
+                check_can_write(client, plan, store)
                 db = " (+ PostgreSQL)" if plan.database else ""
-                rows.append([name, fields, f"{plan.version} -> {(plan.version or 0) + 1}", f"would rotate{db}", ""])
+                rows.append([name, fields, f"{plan.old_version} -> {plan.next_version}", f"would rotate{db}", ""])
                 continue
-            result = apply_plan(client, plan, store)
+            result = apply_write(client, plan, store)
         except SecretNotFoundError as exc:
             if name in rules.configured:
                 errors.append(f"{name}: {exc.message}")
@@ -423,12 +410,10 @@ def _rotate_all(client: VaultClient, store: BackupStore, rules: RotationRules, d
 def rollback_command(name: str, version: int, yes: bool) -> None:
     """Write version N's data as a new version (history is kept)."""
     client, store = _client(), _store()
-    require_kv2(client, "rollback")
-    current = read_current(client, name)
-    assert current is not None
-    _confirm(f"Write version {version}'s data to {current.path} as a new version (current: {current.version})?", yes)
+    plan = plan_rollback(client, name, version)
+    _confirm(f"Write version {version}'s data to {plan.path} as a new version (current: {plan.old_version})?", yes)
     _warn_plaintext(store)
-    result = rollback(client, name, version, store)
+    result = apply_write(client, plan, store)
     click.echo(f"rolled back to version {version}: {_describe(result)}")
 
 
@@ -487,11 +472,11 @@ def restore_command(file: str, yes: bool) -> None:
     require_kv2(client, "restore")
     backup = load_backup(file, client)
     info = backup.info
-    current = read_current(client, info.name, missing_ok=True)
-    now = f"current: version {current.version}" if current is not None else "the secret does not exist now"
+    plan = plan_restore(client, backup)
+    now = f"current: version {plan.old_version}" if plan.current is not None else "the secret does not exist now"
     _confirm(f"Restore {info.path} to the data of version {info.version} backed up {info.backed_up_at} ({now})?", yes)
     _warn_plaintext(store)
-    result = apply_change(client, info.name, current, backup.data, action="restore", store=store)
+    result = apply_write(client, plan, store)
     click.echo(f"restored version {info.version} from {file}: {_describe(result)}")
 
 

@@ -6,6 +6,11 @@ reads through a :class:`~flask_vault.cache.SecretCache`, and translates hvac and
 ``requests`` failures into the :mod:`flask_vault.errors` hierarchy. Every call is
 bounded by a timeout, retried with backoff when Vault is briefly unavailable, fails
 over between configured addresses, and leaves one record in the audit trail.
+
+Writes (:meth:`VaultClient.set_secret`, :meth:`VaultClient.rotate_secret`) go through
+the one write path in :mod:`flask_vault.ops.write`, as ``flask vault`` does: the
+current version is backed up to :attr:`VaultClient.backups` first, then the new data
+is written with check-and-set, audited as one operation and cached.
 """
 
 from __future__ import annotations
@@ -13,10 +18,10 @@ from __future__ import annotations
 import base64
 import os
 import random
-import secrets as _secrets
 import threading
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, TypeVar
 
 import hvac
@@ -37,6 +42,9 @@ from flask_vault.errors import (
     VaultUnavailableError,
 )
 from flask_vault.observe import audit
+from flask_vault.ops.backup import BackupStore, default_backup_dir
+from flask_vault.ops.rotation import plan_field_rotation
+from flask_vault.ops.write import apply_write, check_data, plan_put
 from flask_vault.paths import base_path, check_secret_name, relative_path
 from flask_vault.settings import VaultSettings
 from flask_vault.state import find_state
@@ -54,17 +62,16 @@ _BACKOFF_CAP = 2.0
 _KNOWN_NAMES_MAX = 1024
 
 
-def generate_secret_value(nbytes: int = 48) -> str:
-    """A strong random value: ``nbytes`` of entropy, URL-safe text (64 characters)."""
-    return _secrets.token_urlsafe(nbytes)
-
-
 class VaultClient:
     """A cached client for KV secrets laid out as ``<mount>/<prefix>/<environment>/<name>``.
 
     Arguments left as ``None`` come from the ``VAULT_*`` environment variables (the
     same ones ``init_app`` reads), then from the defaults: ``cache_ttl`` 300 s,
     ``mount_point`` ``"secret"``, ``environment`` ``"development"``, no prefix.
+    ``backup_dir``: where writes back up the version they replace; default
+    ``VAULT_BACKUP_DIR``, else ``vault-backups`` in the user's state directory
+    (``~/.local/state/flask-vault/`` on Linux). An app's client uses the app's
+    ``<instance folder>/vault-backups`` instead.
     """
 
     def __init__(
@@ -82,6 +89,7 @@ class VaultClient:
         settings: VaultSettings | None = None,
         clock: Callable[[], float] = time.monotonic,
         authenticator: Authenticator | None = None,
+        backup_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         if settings is None:
             overrides = {
@@ -121,6 +129,10 @@ class VaultClient:
             lookup_self=lambda: self._hvac.auth.token.lookup_self(),
         )
         self.metrics = self.trail.metrics
+        #: Where writes back up the version they replace (see flask_vault.ops.backup).
+        self.backups = BackupStore.for_client(
+            self, Path(backup_dir).expanduser() if backup_dir is not None else default_backup_dir(settings)
+        )
 
     # -- construction ----------------------------------------------------------------
 
@@ -382,17 +394,43 @@ class VaultClient:
     # -- writing ---------------------------------------------------------------------
 
     def set_secret(self, name: str, data: Mapping[str, Any], *, cas: int | None = None) -> int | None:
-        """Write ``data`` as the secret's new contents; returns the new KV v2 version.
+        """Write ``data`` as the secret's new contents; returns the new KV v2 version (None on KV v1).
 
-        ``cas`` makes the write conditional on the current version (0: only if absent);
-        a lost race raises :class:`VaultConflictError` and changes nothing.
+        Like ``flask vault put``: the current version is read and backed up to
+        :attr:`backups` first, then ``data`` is written with check-and-set against it,
+        so a concurrent change raises :class:`VaultConflictError` and changes nothing.
+        ``cas`` insists on a version (0: only if the secret is absent). One ``put``
+        record goes to the audit trail. A PostgreSQL password changes in Vault only;
+        :meth:`rotate_secret` changes the role's too.
+        """
+        return apply_write(self, plan_put(self, name, data, cas=cas), self.backups).new_version
+
+    def rotate_secret(self, name: str, field: str, new_value: str | None = None) -> int | None:
+        """Replace one field with ``new_value``, or a new value made by its ``VAULT_ROTATION`` rule.
+
+        Like ``flask vault rotate --secret NAME --field FIELD``: other fields are kept, the
+        current version is backed up to :attr:`backups` first, the write is
+        check-and-set against the version just read (a concurrent change raises
+        :class:`VaultConflictError`), one ``rotate`` record goes to the audit trail, and
+        a PostgreSQL login's ``password`` is changed in the database too. Connection
+        fields (host, port, user, database, driver, URL) are refused. Returns the new
+        version (None on KV v1, where there is no check-and-set).
+        """
+        return apply_write(self, plan_field_rotation(self, name, field, new_value), self.backups).new_version
+
+    def raw_write(
+        self, name: str, data: Mapping[str, Any], *, cas: int | None = None, kv_version: int | None = None
+    ) -> int | None:
+        """Low level: one KV write, with no backup, no composite audit record and no cache update.
+
+        The write path (:mod:`flask_vault.ops.write`) calls this after it has backed up
+        the current version; use :meth:`set_secret` instead. ``kv_version`` is the
+        mount's version as the caller already decided it (asked when None).
         """
         check_secret_name(name)
-        if not isinstance(data, Mapping) or not data or not all(isinstance(k, str) and k for k in data):
-            raise VaultConfigError("data must be a non-empty mapping of field names (strings) to values.", key="data")
-        payload = dict(data)
+        payload = check_data(data)
         rel, full = self.secret_path(name), self.full_path(name)
-        if self.kv_version(full) == 1:
+        if (kv_version or self.kv_version(full)) == 1:
             if cas is not None:
                 raise VaultConfigError("cas needs a KV v2 mount.", key="cas")
             self._call(
@@ -401,36 +439,17 @@ class VaultClient:
                 lambda: self._hvac.secrets.kv.v1.create_or_update_secret(rel, payload, mount_point=self.mount_point),
                 idempotent=True,
             )
-            version = None
-        else:
-            response = self._call(
-                "write",
-                full,
-                lambda: self._hvac.secrets.kv.v2.create_or_update_secret(
-                    rel, payload, cas=cas, mount_point=self.mount_point
-                ),
-                idempotent=False,
-            )
-            version = response["data"]["version"]
-        self.cache.put(CachedSecret(full, payload, version, self.cache.clock()))
+            return None
+        response = self._call(
+            "write",
+            full,
+            lambda: self._hvac.secrets.kv.v2.create_or_update_secret(
+                rel, payload, cas=cas, mount_point=self.mount_point
+            ),
+            idempotent=False,
+        )
+        version: int | None = response["data"]["version"]
         return version
-
-    def rotate_secret(self, name: str, field: str, new_value: str | None = None) -> int | None:
-        """Replace one field with ``new_value`` (a strong random value when None).
-
-        Other fields are kept. On KV v2 the write is check-and-set against the version
-        just read, so a concurrent change raises :class:`VaultConflictError`.
-        Returns the new version.
-        """
-        check_secret_name(name)
-        if not isinstance(field, str) or not field:
-            raise VaultConfigError("field must be a non-empty field name.", key="field")
-        current = self._read_entry(name)
-        if field not in current.data:
-            self._field(current, field)  # raises, listing the fields present
-        data = dict(current.data)
-        data[field] = generate_secret_value() if new_value is None else new_value
-        return self.set_secret(name, data, cas=current.version if self.kv_version() == 2 else None)
 
     def clear_cache(self) -> None:
         """Forget every cached secret; the next read asks Vault."""

@@ -21,6 +21,7 @@ from flask_vault.cache import CachedSecret
 from flask_vault.client import VaultClient
 from flask_vault.errors import VaultConfigError, VaultError, VaultUnavailableError
 from flask_vault.mapping import SecretSource, keys_by_name, parse_references, value_for
+from flask_vault.ops.backup import default_backup_dir
 from flask_vault.paths import check_secret_name
 from flask_vault.refresh import ChangeCallback, ConfigRefresher
 from flask_vault.settings import FALLBACK_ENV_NAMES, VaultSettings
@@ -45,12 +46,17 @@ class FlaskVault:
             self.init_app(app)
 
     def init_app(self, app: Flask) -> None:
-        """Read settings, log in, fill the mapped config keys, register routes and commands."""
+        """Read settings, log in, fill the mapped config keys, register routes and commands.
+
+        A bad setting (``VAULT_ROTATION`` included) raises :class:`VaultConfigError` here.
+        The app's client backs up to ``VAULT_BACKUP_DIR``, else ``<instance folder>/vault-backups``.
+        """
         refuse_second_registration(app)
         settings = VaultSettings.load(app.config, os.environ, default_prefix=app.name)
         authenticator = authenticator_from_settings(settings)  # checks the login settings
         settings = without_credentials(settings)  # from here on only the authenticator holds them
-        client = VaultClient.from_settings(settings, authenticator=authenticator)
+        backup_dir = default_backup_dir(settings, app.instance_path)
+        client = VaultClient.from_settings(settings, authenticator=authenticator, backup_dir=backup_dir)
         state = VaultState(settings=settings, client=client)
         self._remove_login_credentials(app)
         log_in(client)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from flask_vault.errors import VaultConfigError
+from flask_vault.rotation_rules import RotationRules
 
 DEFAULT_URL = "http://127.0.0.1:8200"
 
@@ -167,6 +168,11 @@ def parse_mapping(key: str, value: object) -> dict[str, Any]:
     return dict(value)
 
 
+def parse_rotation(key: str, value: object) -> RotationRules:
+    """``VAULT_ROTATION``: every secret's rules checked now, so a bad entry stops start-up."""
+    return RotationRules.from_config(parse_mapping(key, value))
+
+
 def parse_health_url(key: str, value: object) -> str | None:
     if value is None or value is False:
         return None
@@ -224,7 +230,8 @@ class VaultSettings:
     backup_dir: str | None = None
     backup_transit_key: str | None = None
     transit_mount: str = "transit"
-    rotation: dict[str, Any] = field(default_factory=dict)
+    #: ``VAULT_ROTATION`` parsed over the built-in defaults (see flask_vault.rotation_rules).
+    rotation: RotationRules = field(default_factory=lambda: RotationRules.from_config(None))
 
     @property
     def url(self) -> str:
@@ -378,5 +385,5 @@ _SPECS: tuple[_Spec, ...] = (
     _Spec("VAULT_BACKUP_DIR", "backup_dir", parse_optional_str),
     _Spec("VAULT_BACKUP_TRANSIT_KEY", "backup_transit_key", parse_optional_str),
     _Spec("VAULT_TRANSIT_MOUNT", "transit_mount", _str_required),
-    _Spec("VAULT_ROTATION", "rotation", parse_mapping),
+    _Spec("VAULT_ROTATION", "rotation", parse_rotation),
 )

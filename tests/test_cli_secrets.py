@@ -637,7 +637,8 @@ def test_no_value_in_logs_or_reprs_at_debug_level(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     from flask_vault.ops.backup import load_backup
-    from flask_vault.ops.rotation import RotationRules, plan_rotation
+    from flask_vault.ops.rotation import plan_rotation
+    from flask_vault.rotation_rules import RotationRules
 
     caplog.set_level(logging.DEBUG)
     outputs = [
@@ -675,7 +676,8 @@ def test_the_commands_functions_work_without_the_cli(
     cli_app: Flask, vault_root: hvac.Client, env: str, seeded_env: dict, backup_dir: Path
 ) -> None:
     from flask_vault.ops.backup import BackupStore, restore
-    from flask_vault.ops.rotation import RotationRules, rollback, rotate
+    from flask_vault.ops.rotation import rollback, rotate
+    from flask_vault.rotation_rules import RotationRules
 
     with cli_app.app_context():
         store = BackupStore.for_app(cli_app)

@@ -212,3 +212,17 @@ def test_put_changes_vault_only_and_says_so(
     assert result.exit_code == 0, result.output
     assert "only Vault changed" in result.output
     assert password_is(pg_admin, role, initial)
+
+
+def test_the_librarys_rotate_secret_changes_the_role_password_too(
+    cli_app: Flask, vault_root: hvac.Client, env: str, pg_admin: Any, pg_role: tuple[str, str]
+) -> None:
+    from flask_vault.state import get_state
+
+    role, initial = pg_role
+    client = get_state(cli_app).client
+    assert client.rotate_secret("database", "password") == 2
+    rotated = current(vault_root, env, "database")[1]["password"]
+    assert rotated != initial and password_is(pg_admin, role, rotated)
+    [backup] = backup_files(Path(cli_app.instance_path) / "vault-backups")
+    assert backup_data(backup)["password"] == initial

@@ -10,7 +10,7 @@ import pytest
 
 from flask_vault import VaultConfigError
 from flask_vault.ops.policies import APP_POLICY, ROTATOR_POLICY, render_policy
-from flask_vault.ops.rotation import ALPHABETS, DEFAULT_LENGTH, FieldRule, RotationRules
+from flask_vault.rotation_rules import ALPHABETS, DEFAULT_LENGTH, FieldRule, RotationRules
 
 ROOT = Path(__file__).resolve().parent.parent
 

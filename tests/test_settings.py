@@ -127,6 +127,11 @@ def test_a_cacert_that_is_not_a_file_is_refused_naming_the_key() -> None:
         ("VAULT_ENVIRONMENT", "prod uction", "segments"),
         ("VAULT_PATH_PREFIX", "/store-erp", "segments"),
         ("VAULT_HEALTH_URL", "health", "'/'"),
+        ("VAULT_ROTATION", "not json", "JSON object"),
+        ("VAULT_ROTATION", '{"flask": 5}', "list of field names"),
+        ("VAULT_ROTATION", {"flask": {"secret_key": {"length": 3}}}, "weaker than 128 bits"),
+        ("VAULT_ROTATION", {"database": ["host"]}, "never rotates"),
+        ("VAULT_ROTATION", {"payments": {"hook": {"generator": "no_such_module:make"}}}, "cannot be imported"),
     ],
 )
 def test_bad_value_raises_config_error_naming_the_key(key: str, value: Any, expected_words: str) -> None:
@@ -165,6 +170,37 @@ def test_init_app_rejects_a_bad_setting_before_contacting_vault(requests_mock: A
         FlaskVault(app)
     assert "vault" not in app.extensions
     assert requests_mock.call_count == 0
+
+
+@pytest.mark.parametrize(
+    ("config", "environ"),
+    [
+        ({"VAULT_ROTATION": {"flask": {"secret_key": {"alphabet": "aa"}}}}, {}),
+        ({}, {"VAULT_ROTATION": '{"payments": {"webhook": {"lenght": 40}}}'}),
+    ],
+)
+def test_init_app_rejects_a_bad_rotation_setting_before_contacting_vault(
+    config: dict[str, Any], environ: dict[str, str], requests_mock: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for key, value in environ.items():
+        monkeypatch.setenv(key, value)
+    app = Flask("bad_rotation")
+    app.config.update(VAULT_URL="http://vault.invalid:8200", VAULT_TOKEN="t", **config)
+    with pytest.raises(VaultConfigError, match="VAULT_ROTATION") as excinfo:
+        FlaskVault(app)
+    assert excinfo.value.key == "VAULT_ROTATION"
+    assert len(str(excinfo.value).splitlines()) == 1
+    assert "vault" not in app.extensions
+    assert requests_mock.call_count == 0
+
+
+def test_rotation_settings_are_parsed_over_the_built_in_defaults() -> None:
+    settings = VaultSettings.load({"VAULT_ROTATION": {"payments": ["webhook"], "database": None}}, {})
+    rules = settings.rotation
+    assert [rule.field for rule in rules.fields_for("flask")] == ["secret_key", "jwt_secret"]
+    assert [rule.field for rule in rules.fields_for("payments")] == ["webhook"]
+    assert rules.fields_for("database") == ()
+    assert VaultSettings.load({}, {}).rotation.names() == ["database", "flask"]
 
 
 def test_init_app_reads_settings_from_environment_when_config_lacks_them(

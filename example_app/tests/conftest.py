@@ -23,7 +23,7 @@ from example_app import create_app
 from flask_vault.client import _reset_default_client
 from flask_vault.testing import OpenBaoServer
 
-_ISOLATED_NAMES = ("SECRET_KEY", "JWT_SECRET_KEY", "DATABASE_URL", "SQLALCHEMY_DATABASE_URI")
+_ISOLATED_NAMES = ("SECRET_KEY", "JWT_SECRET_KEY", "DATABASE_URL", "SQLALCHEMY_DATABASE_URI", "XDG_STATE_HOME")
 
 
 @pytest.fixture(autouse=True)

@@ -2,9 +2,12 @@
 
 A backup is one JSON file per secret version, named
 ``<name>_<environment>_<UTC timestamp>.json`` in ``VAULT_BACKUP_DIR`` (default: the
-app's instance folder, ``vault-backups/``). The directory is made 0700 and each file
-0600, written to a temporary file, synced and then linked into place, so a crash
-never leaves a half-written backup under a real name.
+app's instance folder, ``vault-backups/``; for a ``VaultClient`` outside an app, the
+user's state directory, see :func:`default_backup_dir`). Every write of an existing
+secret, by the CLI or the library, saves one first (:mod:`flask_vault.ops.write`).
+The directory is made 0700 and each file 0600, written to a temporary file, synced
+and then linked into place, so a crash never leaves a half-written backup under a
+real name.
 
 Each file carries a header (secret name, mount, prefix, environment, KV path and
 version, reason, time), the data, and a SHA-256 checksum of everything else. When
@@ -15,8 +18,9 @@ stored as plaintext (the CLI warns once per command).
 
 :func:`load_backup` refuses a truncated, edited, unknown or foreign-environment file
 with a :class:`~flask_vault.errors.BackupError`; :func:`restore` then writes the data
-back as a new version through :func:`flask_vault.ops.changes.apply_change` (backup of the
-current data first, check-and-set).
+back as a new version through the write path (:func:`plan_restore`, then
+:func:`flask_vault.ops.write.apply_write`: backup of the current data first,
+check-and-set).
 """
 
 from __future__ import annotations
@@ -33,15 +37,18 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import platformdirs
+
 from flask_vault.cache import CachedSecret
 from flask_vault.errors import BackupError, VaultError
+from flask_vault.ops.write import ChangeResult, WritePlan, apply_write, plan_write, read_current, require_kv2
+from flask_vault.paths import check_secret_name
 from flask_vault.state import get_state
 
 if TYPE_CHECKING:
     from flask import Flask
 
     from flask_vault.client import VaultClient
-    from flask_vault.ops.changes import ChangeResult
     from flask_vault.settings import VaultSettings
 
 log = logging.getLogger(__name__)
@@ -51,6 +58,8 @@ FORMAT_VERSION = 1
 #: Bigger files are refused unread: a KV secret is at most a few hundred KB.
 MAX_FILE_BYTES = 16 * 1024 * 1024
 DEFAULT_DIRNAME = "vault-backups"
+#: The folder under the user's state directory that a client outside an app backs up to.
+APP_DIRNAME = "flask-vault"
 
 PLAINTEXT_WARNING = (
     "warning: VAULT_BACKUP_TRANSIT_KEY is not set, so backup files in {directory} hold secret values in"
@@ -97,11 +106,18 @@ class Backup:
     data: dict[str, Any] = field(repr=False)
 
 
-def default_backup_dir(settings: VaultSettings, instance_path: str | os.PathLike[str]) -> Path:
-    """``VAULT_BACKUP_DIR``, else ``<instance folder>/vault-backups``."""
+def default_backup_dir(settings: VaultSettings, instance_path: str | os.PathLike[str] | None = None) -> Path:
+    """``VAULT_BACKUP_DIR``, else ``<instance folder>/vault-backups`` in an app.
+
+    Without an app (a bare ``VaultClient()``): ``vault-backups`` in the user's state
+    directory, ``$XDG_STATE_HOME/flask-vault/`` (``~/.local/state/flask-vault/``) on
+    Linux, as :func:`platformdirs.user_state_path` names it on other systems.
+    """
     if settings.backup_dir:
         return Path(settings.backup_dir).expanduser()
-    return Path(instance_path) / DEFAULT_DIRNAME
+    if instance_path is not None:
+        return Path(instance_path) / DEFAULT_DIRNAME
+    return platformdirs.user_state_path(APP_DIRNAME) / DEFAULT_DIRNAME
 
 
 class BackupStore:
@@ -121,16 +137,23 @@ class BackupStore:
         self.transit_mount = transit_mount
 
     @classmethod
-    def for_app(cls, app: Flask, directory: str | os.PathLike[str] | None = None) -> BackupStore:
-        """The store for an app with FlaskVault: its client, settings and instance folder."""
-        state = get_state(app)
-        settings: VaultSettings = state.settings
+    def for_client(cls, client: VaultClient, directory: str | os.PathLike[str]) -> BackupStore:
+        """A store in ``directory`` that encrypts as the client's settings say."""
+        settings: VaultSettings = client.settings
         return cls(
-            state.client,
-            Path(directory) if directory is not None else default_backup_dir(settings, app.instance_path),
+            client,
+            directory,
             transit_key=settings.backup_transit_key,
             transit_mount=settings.transit_mount,
         )
+
+    @classmethod
+    def for_app(cls, app: Flask, directory: str | os.PathLike[str] | None = None) -> BackupStore:
+        """The app's store (the one its client writes to), or one in ``directory``."""
+        client: VaultClient = get_state(app).client
+        if directory is None:
+            return client.backups
+        return cls.for_client(client, Path(directory))
 
     def __repr__(self) -> str:
         return f"<BackupStore {str(self.directory)!r} encrypted={self.encrypted}>"
@@ -325,13 +348,19 @@ def load_backup(file: str | os.PathLike[str], client: VaultClient) -> Backup:
     return Backup(info, dict(data))
 
 
-def restore(client: VaultClient, store: BackupStore, file: str | os.PathLike[str]) -> ChangeResult:
-    """Write a verified backup's data as the secret's new version (backup first, check-and-set)."""
-    from flask_vault.ops.changes import apply_change, read_current
+def plan_restore(client: VaultClient, backup: Backup) -> WritePlan:
+    """Plan writing a verified backup's data as the secret's new version (KV v2 only)."""
+    require_kv2(client, "restore")
+    current = read_current(client, backup.info.name, missing_ok=True, action="restore")
+    return plan_write(client, backup.info.name, current, backup.data, action="restore")
 
-    backup = load_backup(file, client)
-    current = read_current(client, backup.info.name, missing_ok=True)
-    return apply_change(client, backup.info.name, current, backup.data, action="restore", store=store)
+
+def restore(client: VaultClient, store: BackupStore | None, file: str | os.PathLike[str]) -> ChangeResult:
+    """Verify a backup file and write its data as the secret's new version (backup first, check-and-set).
+
+    ``store`` (None: the client's own) receives the backup of the data being replaced.
+    """
+    return apply_write(client, plan_restore(client, load_backup(file, client)), store)
 
 
 # -- internals -------------------------------------------------------------------------
@@ -442,8 +471,6 @@ def _file_safe(text: str) -> str:
 
 
 def _valid_name(name: str) -> bool:
-    from flask_vault.paths import check_secret_name
-
     try:
         check_secret_name(name)
     except VaultError:

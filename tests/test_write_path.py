@@ -22,7 +22,7 @@ import hvac
 import pytest
 from core_support import client_for
 
-from flask_vault import VaultClient, VaultConfigError, VaultConflictError
+from flask_vault import BackupError, VaultClient, VaultConfigError, VaultConflictError
 from flask_vault.ops.backup import restore
 from flask_vault.ops.rotation import plan_rotation
 from flask_vault.ops.write import apply_write, plan_put
@@ -247,3 +247,18 @@ def test_kv1_writes_back_up_first_without_check_and_set(
             client.set_secret("stripe", {"key": "x"}, cas=1)
     finally:
         vault_root.sys.disable_secrets_engine(mount)
+
+
+def test_a_backup_that_cannot_be_written_stops_the_write(
+    base_config: dict[str, Any], vault_root: hvac.Client, unique_env: str, tmp_path: Path, audit: Audit
+) -> None:
+    seeded = seed_env(vault_root, unique_env)
+    not_a_directory = tmp_path / "a-file"
+    not_a_directory.write_text("")
+    client = client_for(base_config, VAULT_ENVIRONMENT=unique_env, VAULT_BACKUP_DIR=str(not_a_directory / "backups"))
+    with pytest.raises(BackupError, match="VAULT_BACKUP_DIR") as refused:
+        client.rotate_secret("flask", "secret_key")
+    assert "Nothing was changed in Vault" in str(refused.value)
+    assert current(vault_root, unique_env, "flask") == (1, seeded["flask"])
+    assert [f["outcome"] for f in audit("rotate")] == ["BackupError"]
+    assert not audit("write")

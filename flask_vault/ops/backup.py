@@ -37,8 +37,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import platformdirs
-
 from flask_vault.cache import CachedSecret
 from flask_vault.errors import BackupError, VaultError
 from flask_vault.ops.write import ChangeResult, WritePlan, apply_write, plan_write, read_current, require_kv2
@@ -117,6 +115,8 @@ def default_backup_dir(settings: VaultSettings, instance_path: str | os.PathLike
         return Path(settings.backup_dir).expanduser()
     if instance_path is not None:
         return Path(instance_path) / DEFAULT_DIRNAME
+    import platformdirs  # only a client outside an app needs it: keep it off an app's start-up
+
     return platformdirs.user_state_path(APP_DIRNAME) / DEFAULT_DIRNAME
 
 

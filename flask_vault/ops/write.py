@@ -235,7 +235,7 @@ def plan_write(
     check_secret_name(name)
     kv_version = client.kv_version(client.full_path(name))
     rules = tuple(generate)
-    new = check_data(data) if not rules else dict(data)
+    new = check_data(data)
     password_changes = any(rule.field == "password" for rule in rules) or (
         "password" in new and (current is None or current.data.get("password") != new["password"])
     )

@@ -1,0 +1,548 @@
+"""The renewal spine: keeps one thing with a TTL alive for as long as the process lives.
+
+A Vault token today, a database lease tomorrow: anything Vault issues with a TTL that can
+be renewed, replaced and revoked (a :class:`Renewable`). Its :class:`Renewal`
+
+* schedules the next renewal at about two thirds of the TTL, minus a little jitter so
+  that processes started together do not renew together;
+* renews what is renewable, and replaces it (the subject logs in again, reads new
+  credentials) when a renewal is refused, when a renewal no longer extends it (it reached
+  its max TTL), and at two thirds of the TTL of something that cannot be renewed; retries
+  soon when Vault could not be asked, with backoff when replacing fails; warns once
+  before the end of something it can neither renew nor replace;
+* runs one renewal or replacement at a time: threads that need one while it is under way
+  wait for it and share its outcome (:meth:`Renewal.flight`);
+* does its background work in one daemon thread, alive only while something is
+  scheduled, that holds the spine through a weak reference;
+* survives ``os.fork()``: the child gets new locks and no thread; something this process
+  obtained itself (``replaceable``) is dropped in the child, never shared, and the
+  child's own thread gets a new one at once;
+* at interpreter exit, closes every live spine, revoking what should be revoked.
+
+The subject decides *how* (which requests, what to log); the spine decides *when*.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import random
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+from typing import Any, Generic, Literal, Protocol, TypeVar
+
+from flask_vault.errors import VaultError, VaultUnavailableError
+
+log = logging.getLogger(__name__)
+
+#: Renew (or replace) once this fraction of the TTL has passed, minus jitter.
+RENEW_FRACTION = 2 / 3
+#: Largest share of that fraction taken off at random.
+DEFAULT_JITTER = 0.1
+#: Bounds of the wait between background attempts after a failure (seconds).
+RETRY_MIN, RETRY_MAX = 0.5, 30.0
+
+D = TypeVar("D")
+
+#: What the spine tells its subject, for the subject's log lines:
+#: ``unreachable``  a renewal could not reach Vault; it is tried again soon
+#: ``refused``      Vault refused a renewal; the subject is asked to replace it
+#: ``capped``       a renewal no longer extends it (max TTL); the subject is asked to replace it
+#: ``retry``        replacing failed; tried again after ``delay`` seconds
+#: ``fork``         getting its own in a forked child failed; the next use tries again
+#: and, once per term, for something that can be neither renewed nor replaced:
+#: ``refused-final``, ``capped-final`` and ``expiring`` (it expires in ``left`` seconds).
+Event = Literal["unreachable", "refused", "capped", "retry", "fork", "refused-final", "capped-final", "expiring"]
+
+
+@dataclass(frozen=True)
+class Term(Generic[D]):
+    """What Vault said about the thing when it was issued, renewed or looked up."""
+
+    #: Seconds it has left; 0: it never expires; None: not known.
+    ttl: float | None
+    renewable: bool = False
+    #: This process obtained it and can get a new one: it is replaced rather than left to
+    #: expire, revoked at close by default, and not shared with a forked child.
+    replaceable: bool = False
+    #: False when someone else keeps it fresh (an Agent's token file): only its expiry is tracked.
+    managed: bool = True
+    #: Revoke it when the spine is closed (normally at exit).
+    revoke_at_close: bool = False
+    #: The TTL a renewal should restore (a smaller answer means "capped"); default ``ttl``.
+    full_ttl: float | None = None
+    #: What the subject keeps with it (a token's accessor hash, a lease id, ...).
+    detail: D | None = None
+
+
+class Renewable(Protocol[D]):
+    """A thing with a TTL that can be renewed, replaced and revoked (a token, a lease)."""
+
+    def renew(self) -> Term[D]:
+        """Extend the current one (only ``ttl`` and ``renewable`` are read); raises VaultError."""
+        ...
+
+    def replace(self, reason: str) -> Term[D] | None:
+        """Put a new one in place (None: there was none to get); raises VaultError."""
+        ...
+
+    def revoke(self, timeout: float) -> None:
+        """Revoke the current one; called by :meth:`Renewal.close`, never raises."""
+        ...
+
+    def drop(self) -> None:
+        """Forget the current one: it was closed, or is not shared with a forked child."""
+        ...
+
+    def after_fork(self) -> None:
+        """In a forked child, before anything else: fresh per-process resources (sessions, counters)."""
+        ...
+
+    def report(
+        self, event: Event, *, error: VaultError | None = None, left: float | None = None, delay: float | None = None
+    ) -> None:
+        """Log what happened (see :data:`Event`); never raises."""
+        ...
+
+
+@dataclass
+class Held(Generic[D]):
+    """The thing in use, as the spine tracks it (times on the spine's clock)."""
+
+    ttl: float | None
+    full_ttl: float | None
+    renewable: bool
+    replaceable: bool
+    managed: bool
+    revoke_at_close: bool
+    detail: D | None
+    expires_at: float | None
+    next_at: float | None = None
+    action: Literal["renew", "replace", "warn"] | None = None
+    warned: bool = False
+
+    @classmethod
+    def of(cls, term: Term[D], now: float) -> Held[D]:
+        ttl = term.ttl
+        return cls(
+            ttl=ttl,
+            full_ttl=term.full_ttl if term.full_ttl is not None else ttl,
+            renewable=term.renewable,
+            replaceable=term.replaceable,
+            managed=term.managed,
+            revoke_at_close=term.revoke_at_close,
+            detail=term.detail,
+            expires_at=now + ttl if ttl else None,
+        )
+
+
+class Renewal(Generic[D]):
+    """Keeps ``subject``'s current thing alive. See the module docstring.
+
+    ``clock`` (monotonic seconds) and ``background=False`` let tests drive :meth:`step` by
+    hand; ``jitter`` is the largest fraction taken off the renewal point; ``name`` names
+    the thread; a thread waiting on another's renewal gives up after ``flight_timeout``.
+    """
+
+    def __init__(
+        self,
+        subject: Renewable[D],
+        *,
+        name: str,
+        clock: Callable[[], float] = time.monotonic,
+        jitter: float = DEFAULT_JITTER,
+        background: bool = True,
+        flight_timeout: float = 60.0,
+    ) -> None:
+        self.subject = subject
+        self.name = name
+        self.clock = clock
+        self.jitter = jitter
+        self.background = background
+        self.flight_timeout = flight_timeout
+        self._current: Held[D] | None = None
+        self._generation = 0
+        self._stopped = False
+        self._acquire_soon = False  # a forked child gets its own from its own thread at once
+        self._backoff = RETRY_MIN
+        self._reset_process_state()
+        _LIVE.add(self)
+
+    def _reset_process_state(self) -> None:
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+        self._flight: Future[int] | None = None
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- what others read --------------------------------------------------------------
+
+    @property
+    def current(self) -> Held[D] | None:
+        """The thing in use (None: there is none)."""
+        return self._current
+
+    @property
+    def generation(self) -> int:
+        """Increases each time a new one is put in place (or the current one is dropped)."""
+        return self._generation
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped
+
+    @property
+    def thread(self) -> threading.Thread | None:
+        """The background thread, while there is one."""
+        return self._thread
+
+    def expires_in(self) -> float | None:
+        """Seconds until the current one expires (negative: it has); None: unknown or never."""
+        current = self._current
+        if current is None or current.expires_at is None:
+            return None
+        return current.expires_at - self.clock()
+
+    # -- putting things in place ---------------------------------------------------------
+
+    def install(self, term: Term[D]) -> None:
+        """A new one is in use: schedule its renewal (a new generation)."""
+        now = self.clock()
+        held = Held.of(term, now)
+        self._schedule(held, now)
+        with self._lock:
+            self._current = held
+            self._generation += 1
+            self._acquire_soon = False
+        self._wake.set()
+
+    def update(self, term: Term[D]) -> None:
+        """More is known of the one in use (a lookup): schedule again from what ``term`` says."""
+        current = self._current
+        if current is None:
+            return
+        now = self.clock()
+        fresh = Held.of(term, now)
+        current.ttl, current.full_ttl, current.renewable = fresh.ttl, fresh.full_ttl, fresh.renewable
+        current.expires_at = fresh.expires_at
+        if term.detail is not None:
+            current.detail = term.detail
+        self._schedule(current, now)
+
+    def note_expiry(self, ttl: float) -> None:
+        """Vault said how long the one in use has left; nothing is rescheduled."""
+        current = self._current
+        if current is not None:
+            current.expires_at = self.clock() + ttl if ttl else None
+
+    def replace(self, reason: str) -> None:
+        """Ask the subject for a new one and put it in place; call it inside :meth:`flight`."""
+        term = self.subject.replace(reason)
+        self._backoff = RETRY_MIN
+        if term is not None:
+            self.install(term)
+
+    # -- single flight -----------------------------------------------------------------
+
+    def flight(self, body: Callable[[], object]) -> tuple[int, bool]:
+        """Run ``body`` unless one is running; else wait for that one and share its outcome.
+
+        Returns (the generation after it, whether this thread ran it). An exception of the
+        body is raised in every thread that waited for it.
+        """
+        with self._lock:
+            future = self._flight
+            leader = future is None
+            if future is None:
+                future = self._flight = Future()
+        if not leader:
+            try:
+                return future.result(timeout=self.flight_timeout), False
+            except FutureTimeout:
+                raise VaultUnavailableError(
+                    f"Gave up waiting for the {self.name} in progress ({self.flight_timeout:.0f}s)."
+                ) from None
+        try:
+            body()
+        except BaseException as exc:
+            self._end_flight(future)
+            future.set_exception(exc)
+            raise
+        generation = self._generation
+        self._end_flight(future)
+        future.set_result(generation)
+        self.ensure_thread()
+        return generation, True
+
+    def _end_flight(self, future: Future[int]) -> None:
+        with self._lock:
+            if self._flight is future:
+                self._flight = None
+
+    # -- background --------------------------------------------------------------------
+
+    def step(self) -> float | None:
+        """Do what is due now; seconds until the next thing is due (None: nothing is)."""
+        if self._stopped:
+            return None
+        current = self._current
+        if current is None and self._acquire_soon:
+            self._acquire_soon = False
+            try:
+                self.flight(lambda: self._acquire("first use"))
+            except VaultError as exc:  # the next use tries again
+                self.subject.report("fork", error=exc)
+            return self._delay_until_next()
+        if current is None or current.next_at is None:
+            return None
+        now = self.clock()
+        if now < current.next_at:
+            return current.next_at - now
+        generation = self._generation
+        try:
+            if current.action == "renew":
+                self.flight(lambda: self._renew(generation))
+            elif current.action == "replace":
+                self.flight(lambda: self._replace_if(generation, "it is near the end of its TTL"))
+            else:
+                self._warn_expiring(current, now)
+        except VaultError as exc:
+            delay = self._next_backoff()
+            self.subject.report("retry", error=exc, delay=delay)
+            with self._lock:
+                if self._current is current:
+                    current.action, current.next_at = "replace", self.clock() + delay
+        return self._delay_until_next()
+
+    def _delay_until_next(self) -> float | None:
+        current = self._current
+        if current is None or current.next_at is None:
+            return None
+        return max(0.0, current.next_at - self.clock())
+
+    def _needs_thread(self) -> bool:
+        current = self._current
+        return self._acquire_soon or (current is not None and current.next_at is not None)
+
+    def ensure_thread(self) -> None:
+        """Start the background thread when something is scheduled and none runs."""
+        if not self.background or self._stopped:
+            return
+        running = self._thread
+        if running is not None and running.is_alive():
+            return  # the common case, without taking the lock
+        if not self._needs_thread():
+            return
+        with self._lock:
+            if not self._needs_thread() or (self._thread is not None and self._thread.is_alive()):
+                return
+            thread = threading.Thread(target=_run, args=(weakref.ref(self),), name=self.name, daemon=True)
+            self._thread = thread
+        thread.start()
+
+    def resume(self) -> None:
+        """Undo :meth:`stop`: scheduled work runs again."""
+        self._stopped = False
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the background thread (waits up to ``timeout``). The current one stays in use."""
+        self._stopped = True
+        with self._lock:
+            thread, self._thread = self._thread, None
+        self._wake.set()
+        if thread is not None and thread is not threading.current_thread() and thread.is_alive():
+            thread.join(timeout)
+
+    def close(self, *, revoke: bool | None = None, timeout: float = 2.0) -> None:
+        """Stop, revoke the current one (None: when its term says so), and forget it."""
+        self.stop(timeout)
+        current = self._current
+        if revoke is None:
+            revoke = current is not None and current.revoke_at_close
+        if revoke and current is not None and self._pid == os.getpid():
+            self.subject.revoke(timeout)
+        self.clear()
+        _LIVE.discard(self)
+
+    def clear(self) -> None:
+        """Forget the current one (a new generation); the subject drops it too."""
+        with self._lock:
+            self._current = None
+            self._generation += 1
+        self.subject.drop()
+
+    # -- flight bodies (one thread at a time) ---------------------------------------------
+
+    def _acquire(self, reason: str) -> None:
+        if self._current is None:
+            self.replace(reason)
+
+    def _replace_if(self, generation: int, reason: str) -> None:
+        if self._generation == generation:
+            self.replace(reason)
+
+    def _renew(self, generation: int) -> None:
+        current = self._current
+        if self._generation != generation or current is None:
+            return
+        try:
+            renewed = self.subject.renew()
+        except VaultError as exc:
+            if _unreachable(exc):
+                self._renew_later(current, exc)
+            elif current.replaceable:  # Vault answered no: expired, revoked, not renewable, past its max TTL
+                self.subject.report("refused", error=exc)
+                self.replace("renewal refused")
+            else:
+                self._warn_once(current, "refused-final", error=exc)
+                current.next_at = None
+            return
+        self._backoff = RETRY_MIN
+        ttl = renewed.ttl or 0.0
+        now = self.clock()
+        capped = (current.full_ttl is not None and ttl < current.full_ttl) or (
+            current.expires_at is not None and now + ttl <= current.expires_at
+        )
+        current.ttl, current.expires_at, current.renewable = ttl, now + ttl, renewed.renewable
+        if capped and current.replaceable:
+            self.subject.report("capped", left=ttl)
+            self.replace("max TTL reached")
+        elif capped:
+            self._warn_once(current, "capped-final", left=ttl)
+            current.next_at = None
+        else:
+            self._schedule(current, now)
+
+    def _renew_later(self, current: Held[D], exc: VaultError) -> None:
+        """Vault could not be asked: try again soon, or replace it once it has run out."""
+        now = self.clock()
+        left = None if current.expires_at is None else current.expires_at - now
+        if left is not None and left <= 0 and current.replaceable:
+            current.action, current.next_at = "replace", now + self._next_backoff()
+        else:
+            current.next_at = now + min(5.0, max(RETRY_MIN, (left or 0) / 3))
+        self.subject.report("unreachable", error=exc)
+
+    # -- scheduling --------------------------------------------------------------------
+
+    def _schedule(self, held: Held[D], now: float) -> None:
+        if not held.ttl:
+            held.next_at, held.action = None, None
+            return
+        action: Literal["renew", "replace", "warn"] | None
+        if not held.managed:
+            action = None  # someone else keeps it fresh
+        elif held.renewable:
+            action = "renew"
+        elif held.replaceable:
+            action = "replace"
+        elif not held.warned:
+            action = "warn"
+        else:
+            action = None
+        fraction = RENEW_FRACTION * (1 - random.uniform(0, self.jitter))
+        held.action = action
+        held.next_at = None if action is None else now + held.ttl * fraction
+
+    def _warn_expiring(self, held: Held[D], now: float) -> None:
+        left = None if held.expires_at is None else held.expires_at - now
+        self._warn_once(held, "expiring", left=left)
+        held.next_at, held.action = None, None
+
+    def _warn_once(
+        self, held: Held[D], event: Event, *, error: VaultError | None = None, left: float | None = None
+    ) -> None:
+        if not held.warned:
+            held.warned = True
+            self.subject.report(event, error=error, left=left)
+
+    def _next_backoff(self) -> float:
+        delay = self._backoff
+        self._backoff = min(RETRY_MAX, self._backoff * 2)
+        return random.uniform(delay / 2, delay)
+
+    # -- fork --------------------------------------------------------------------------
+
+    def check_fork(self) -> None:
+        """In a forked child the at-fork hook did not reach (``fork()`` from C): do its work now."""
+        if self._pid != os.getpid():
+            self._after_fork_in_child()
+
+    def _after_fork_in_child(self) -> None:
+        """Own locks, no thread; a replaceable one is dropped and the child's thread gets its own.
+
+        The parent's is dropped, not revoked (the parent still uses it); a use that comes
+        first waits for the child's own. Nothing here logs or sends a request: it runs
+        inside ``fork()``.
+        """
+        current = self._current
+        self._reset_process_state()
+        self.subject.after_fork()
+        if current is not None and current.replaceable:
+            self._current = None
+            self._generation += 1
+            self.subject.drop()
+            self._acquire_soon = not self._stopped
+            self.ensure_thread()
+
+
+def _unreachable(exc: VaultError) -> bool:
+    """Vault could not be asked (down, timed out, sealed, standby): its answer is still to come."""
+    return isinstance(exc, VaultUnavailableError) and (exc.status is None or exc.status in (429, 472, 473, 503))
+
+
+def _run(ref: weakref.ref[Renewal[Any]]) -> None:
+    """The background thread: step, then sleep until the next thing is due or a wake-up."""
+    while True:
+        renewal = ref()
+        if renewal is None or renewal._stopped or renewal._thread is not threading.current_thread():
+            return
+        wake = renewal._wake
+        wake.clear()
+        try:
+            delay = renewal.step()
+        except Exception:
+            log.exception("The %s thread failed; trying again in %ss.", renewal.name, RETRY_MIN * 10)
+            delay = RETRY_MIN * 10
+        if delay is None:
+            with renewal._lock:
+                if not renewal._needs_thread():
+                    if renewal._thread is threading.current_thread():
+                        renewal._thread = None
+                    return
+            delay = 0.0
+        del renewal
+        wake.wait(delay)
+
+
+#: Every live spine of this process, for fork and exit handling.
+_LIVE: weakref.WeakSet[Renewal[Any]] = weakref.WeakSet()
+
+
+def live() -> list[Renewal[Any]]:
+    """Every spine of this process that is not closed."""
+    return list(_LIVE)
+
+
+def _after_fork_in_child() -> None:
+    for renewal in list(_LIVE):
+        renewal._after_fork_in_child()
+
+
+def _close_all_at_exit() -> None:
+    for renewal in list(_LIVE):
+        if renewal._pid == os.getpid():
+            try:
+                renewal.close()
+            except Exception:  # never let exit handling raise
+                log.debug("Closing the %s at exit failed.", renewal.name, exc_info=True)
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+atexit.register(_close_all_at_exit)

@@ -1,0 +1,233 @@
+"""The renewal spine (flask_vault.auth.renewal) is not about tokens: it keeps a database-style
+lease alive the same way. A fake lease (what ``database/creds/<role>``, ``sys/leases/renew``
+and ``sys/leases/revoke`` would give) on an injectable clock, stepped by hand; threads and
+a real fork where the behaviour is about them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from typing import Any
+
+import pytest
+from core_support import FakeClock, wait_for
+
+from flask_vault.auth.renewal import Event, Renewal, Term
+from flask_vault.errors import VaultError, VaultUnavailableError
+
+log = logging.getLogger("flask_vault.fake_lease")
+
+
+class FakeLease:
+    """A lease with a TTL: issued (``replace``), renewed, revoked; what a DB credential would do."""
+
+    def __init__(self, clock: FakeClock, *, ttl: float = 30, renewable: bool = True, background: bool = False) -> None:
+        self.ttl = ttl
+        self.renewable = renewable
+        self.lease_id: str | None = None
+        self.issued: list[str] = []
+        self.reasons: list[str] = []
+        self.renewals = 0
+        self.renew_answers: list[float | VaultError] = []
+        self.revoked: list[str] = []
+        self.events: list[Event] = []
+        self.forked = False
+        self.renewal: Renewal[str] = Renewal(self, name="fake-lease", clock=clock, jitter=0.0, background=background)
+
+    def renew(self) -> Term[str]:
+        answer = self.renew_answers.pop(0) if self.renew_answers else self.ttl
+        if isinstance(answer, VaultError):
+            raise answer
+        self.renewals += 1
+        return Term(ttl=answer, renewable=True)
+
+    def replace(self, reason: str) -> Term[str]:
+        self.lease_id = f"database/creds/app/lease-{len(self.issued) + 1}-pid-{os.getpid()}"
+        self.issued.append(self.lease_id)
+        self.reasons.append(reason)
+        return Term(
+            ttl=self.ttl, renewable=self.renewable, replaceable=True, revoke_at_close=True, detail=self.lease_id
+        )
+
+    def revoke(self, timeout: float) -> None:
+        assert self.lease_id is not None
+        self.revoked.append(self.lease_id)
+
+    def drop(self) -> None:
+        self.lease_id = None
+
+    def after_fork(self) -> None:
+        self.forked = True
+
+    def report(
+        self, event: Event, *, error: VaultError | None = None, left: float | None = None, delay: float | None = None
+    ) -> None:
+        self.events.append(event)
+        log.info("fake lease %s: %s", self.lease_id, event)  # as a real subject logs what the spine reports
+
+
+def acquired(clock: FakeClock, **kwargs: Any) -> FakeLease:
+    lease = FakeLease(clock, **kwargs)
+    lease.renewal.flight(lambda: lease.renewal.replace("first use"))
+    return lease
+
+
+def test_a_lease_is_renewed_at_two_thirds_of_its_ttl_and_renewed_again_later() -> None:
+    clock = FakeClock()
+    lease = acquired(clock)
+    assert lease.renewal.step() == pytest.approx(20)
+    clock.advance(19.9)
+    lease.renewal.step()
+    assert lease.renewals == 0
+    clock.advance(0.1)
+    assert lease.renewal.step() == pytest.approx(20)
+    assert (lease.renewals, lease.issued) == (1, [f"database/creds/app/lease-1-pid-{os.getpid()}"])
+    assert lease.renewal.expires_in() == pytest.approx(30)
+
+
+def test_jitter_spreads_the_renewal_point_of_leases_taken_together() -> None:
+    clock = FakeClock()
+    delays = []
+    for _ in range(20):
+        lease = FakeLease(clock)
+        lease.renewal.jitter = 0.1
+        lease.renewal.flight(lambda lease=lease: lease.renewal.replace("first use"))
+        delays.append(lease.renewal.step())
+        lease.renewal.close(revoke=False)
+    assert all(d is not None and 18.0 <= d <= 20.0 for d in delays)
+    assert len({round(d or 0, 3) for d in delays}) > 1
+
+
+@pytest.mark.parametrize(
+    ("answer", "event"),
+    [(7.0, "capped"), (VaultError("lease is not renewable", status=400), "refused")],
+)
+def test_a_lease_whose_renewal_is_capped_or_refused_is_replaced(answer: float | VaultError, event: str) -> None:
+    clock = FakeClock()
+    lease = acquired(clock)
+    lease.renew_answers.append(answer)
+    clock.advance(20)
+    lease.renewal.step()
+    assert lease.events == [event]
+    assert len(lease.issued) == 2 and lease.lease_id == lease.issued[1]
+    assert lease.reasons[1] in ("max TTL reached", "renewal refused")
+    assert lease.renewal.current is not None and lease.renewal.current.detail == lease.issued[1]
+
+
+def test_a_renewal_vault_cannot_answer_is_retried_soon_and_the_lease_replaced_once_it_expired() -> None:
+    clock = FakeClock()
+    lease = acquired(clock)
+    lease.renew_answers.extend([VaultUnavailableError("down"), VaultUnavailableError("down")])
+    clock.advance(20)
+    delay = lease.renewal.step()
+    assert delay is not None and 0.5 <= delay <= 5
+    assert len(lease.issued) == 1  # Vault could not be asked: keep the lease, try again
+    clock.advance(11)  # past its expiry
+    lease.renewal.step()
+    delay = lease.renewal.step()
+    clock.advance(delay or 0)
+    lease.renewal.step()
+    assert len(lease.issued) == 2
+    assert lease.events == ["unreachable", "unreachable"]
+
+
+def test_a_lease_that_cannot_be_renewed_is_replaced_before_it_expires() -> None:
+    clock = FakeClock()
+    lease = acquired(clock, renewable=False)
+    clock.advance(20)
+    lease.renewal.step()
+    assert (lease.renewals, len(lease.issued)) == (0, 2)
+
+
+def test_a_lease_that_can_be_neither_renewed_nor_replaced_is_warned_about_once() -> None:
+    clock = FakeClock()
+    lease = FakeLease(clock)
+    lease.renewal.install(Term(ttl=60, detail="database/creds/app/given"))
+    assert lease.renewal.step() == pytest.approx(40)
+    clock.advance(40)
+    assert lease.renewal.step() is None
+    clock.advance(10)
+    assert lease.renewal.step() is None
+    assert lease.events == ["expiring"]
+
+
+def test_threads_needing_a_lease_at_once_share_one_acquisition() -> None:
+    clock = FakeClock()
+    lease = FakeLease(clock)
+    entered, release = threading.Event(), threading.Event()
+    calls = []
+
+    def acquire() -> None:
+        calls.append(1)
+        entered.set()
+        release.wait(10)
+        lease.renewal.replace("first use")
+
+    results: list[tuple[int, bool]] = []
+    leader = threading.Thread(target=lambda: results.append(lease.renewal.flight(acquire)))
+    leader.start()
+    assert entered.wait(10)
+    followers = [threading.Thread(target=lambda: results.append(lease.renewal.flight(acquire))) for _ in range(8)]
+    for thread in followers:
+        thread.start()
+    wait_for(lambda: all(t.is_alive() for t in followers))
+    release.set()
+    for thread in [leader, *followers]:
+        thread.join(10)
+    assert len(calls) == 1 and len(lease.issued) == 1
+    assert sorted(led for _, led in results) == [False] * 8 + [True]
+    assert {generation for generation, _ in results} == {lease.renewal.generation}
+
+
+def test_close_revokes_the_lease_this_process_obtained_and_forgets_it() -> None:
+    clock = FakeClock()
+    lease = acquired(clock)
+    obtained = lease.lease_id
+    lease.renewal.close()
+    assert lease.revoked == [obtained]
+    assert lease.lease_id is None and lease.renewal.current is None
+
+
+def test_close_leaves_a_lease_it_was_given_or_told_to_keep() -> None:
+    clock = FakeClock()
+    given = FakeLease(clock)
+    given.renewal.install(Term(ttl=60, renewable=True, detail="database/creds/app/given"))
+    given.lease_id = "database/creds/app/given"
+    given.renewal.close()
+    kept = acquired(clock)
+    kept.renewal.close(revoke=False)
+    assert given.revoked == [] and kept.revoked == []
+
+
+def test_a_forked_child_drops_the_parents_lease_and_gets_its_own_from_its_own_thread() -> None:
+    lease = acquired(FakeClock(), background=True)
+    parent_lease = lease.lease_id
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report, then leave without running the parent's exit handlers
+        try:
+            os.close(read_end)
+            wait_for(lambda: len(lease.issued) == 2, timeout=10)
+            thread = lease.renewal.thread
+            report = {
+                "forked": lease.forked,
+                "own_lease": lease.lease_id not in (None, parent_lease),
+                "reason": lease.reasons[-1],
+                "thread": thread is not None and thread.daemon,
+                "revoked": lease.revoked,
+            }
+            os.write(write_end, json.dumps(report).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end) as pipe:
+        child = json.loads(pipe.read() or "{}")
+    os.waitpid(pid, 0)
+    try:
+        assert child == {"forked": True, "own_lease": True, "reason": "first use", "thread": True, "revoked": []}
+        assert lease.lease_id == parent_lease and len(lease.issued) == 1 and not lease.forked
+    finally:
+        lease.renewal.close(revoke=False)

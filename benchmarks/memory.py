@@ -66,7 +66,7 @@ def child(kind: str, count: int, traced: bool) -> dict[str, Any]:
         {},
     )
     client = VaultClient(settings=settings)
-    client._kv_version = 2  # no mount detection request
+    client.kv._version = 2  # no mount detection request
     pending: list[Any] = []
     kv2 = client.hvac.secrets.kv.v2
     kv2.read_secret_version = lambda **kwargs: pending.pop()  # type: ignore[method-assign]

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Flask
 
-from flask_vault.auth.methods import authenticator_from_settings, without_credentials
+from flask_vault.auth.methods import authenticator_from_settings
 from flask_vault.cache import CachedSecret
 from flask_vault.client import VaultClient
 from flask_vault.errors import VaultConfigError, VaultError, VaultUnavailableError
@@ -24,16 +24,13 @@ from flask_vault.mapping import SecretSource, keys_by_name, parse_references, va
 from flask_vault.ops.backup import default_backup_dir
 from flask_vault.paths import check_secret_name
 from flask_vault.refresh import ChangeCallback, ConfigRefresher
-from flask_vault.settings import FALLBACK_ENV_NAMES, VaultSettings
+from flask_vault.settings import FALLBACK_ENV_NAMES, LOGIN_CREDENTIAL_KEYS, VaultSettings
 from flask_vault.state import VaultState, get_state, refuse_second_registration, set_state
 
 if TYPE_CHECKING:
     pass
 
 log = logging.getLogger(__name__)
-
-#: Login credentials removed from ``app.config`` once the client holds what it needs.
-LOGIN_CREDENTIAL_KEYS = ("VAULT_TOKEN", "VAULT_SECRET_ID", "VAULT_WRAPPED_SECRET_ID", "VAULT_JWT")
 
 
 class FlaskVault:
@@ -54,7 +51,7 @@ class FlaskVault:
         refuse_second_registration(app)
         settings = VaultSettings.load(app.config, os.environ, default_prefix=app.name)
         authenticator = authenticator_from_settings(settings)  # checks the login settings
-        settings = without_credentials(settings)  # from here on only the authenticator holds them
+        settings = settings.without_login_credentials()  # from here on only the authenticator holds them
         backup_dir = default_backup_dir(settings, app.instance_path)
         client = VaultClient.from_settings(settings, authenticator=authenticator, backup_dir=backup_dir)
         state = VaultState(settings=settings, client=client)
@@ -99,6 +96,7 @@ class FlaskVault:
 
     @staticmethod
     def _remove_login_credentials(app: Flask) -> None:
+        """Login credentials leave ``app.config`` once the authenticator holds them."""
         for key in LOGIN_CREDENTIAL_KEYS:
             app.config.pop(key, None)
 

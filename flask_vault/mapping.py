@@ -58,4 +58,4 @@ def value_for(entry: CachedSecret, field_name: str | None, client: VaultClient) 
     """A field's value, or a database URL built from the whole secret when no field is named."""
     if field_name is None:
         return build_database_url(entry.data, path=entry.path)
-    return client._field(entry, field_name)
+    return client.kv.field(entry, field_name)

@@ -29,19 +29,6 @@ DEFAULT_SECRETS: dict[str, str] = {
 #: Environment variables tried as the fallback for a mapped key (when VAULT_FALLBACK_ENV).
 FALLBACK_ENV_NAMES: dict[str, str] = {"SQLALCHEMY_DATABASE_URI": "DATABASE_URL"}
 
-AUTH_METHODS = ("token", "approle", "jwt", "kubernetes")
-
-#: Settings that hold a credential: never shown in a message, removed from app.config after login.
-CREDENTIAL_KEYS = frozenset(
-    {
-        "VAULT_TOKEN",
-        "VAULT_SECRET_ID",
-        "VAULT_WRAPPED_SECRET_ID",
-        "VAULT_JWT",
-        "VAULT_HEALTH_TOKEN",
-    }
-)
-
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -140,13 +127,9 @@ def _check_reference_name(key: str, config_key: str, reference: str) -> None:
 
 
 def parse_auth_method(key: str, value: object) -> str | None:
+    """A method name, lower-cased; the registry of login methods checks that it is one."""
     method = parse_optional_str(key, value)
-    if method is None:
-        return None
-    method = method.lower()
-    if method not in AUTH_METHODS:
-        raise _bad(key, value, "one of " + ", ".join(AUTH_METHODS))
-    return method
+    return None if method is None else method.lower()
 
 
 def parse_verify(cacert: str | None, skip_verify: bool) -> bool | str:
@@ -184,12 +167,12 @@ def parse_health_url(key: str, value: object) -> str | None:
     raise _bad(key, value, "a URL path starting with '/', or None to disable the endpoint")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class VaultSettings:
-    """Every flask-vault setting, validated. Built by :meth:`load`."""
+    """Every flask-vault setting, validated. Built by :meth:`load`. Its ``repr`` shows no credential."""
 
     urls: tuple[str, ...] = (DEFAULT_URL,)
-    token: str | None = field(default=None, repr=False)
+    token: str | None = None
     namespace: str | None = None
     verify: bool | str = True
     mount_point: str = "secret"
@@ -203,23 +186,23 @@ class VaultSettings:
     health_url: str | None = "/health/vault"
     health_cache_seconds: float = 5.0
     health_details: bool = False
-    health_token: str | None = field(default=None, repr=False)
+    health_token: str | None = None
     stale_max_age: float = 86400.0
     fail_closed: bool = True
     live_refresh: bool = True
     startup_timeout: float = 10.0
     max_retries: int = 3
-    # Authentication (the auth issue builds on these).
+    # Authentication (see flask_vault.auth.methods).
     auth_method: str | None = None
     token_file: str | None = None
     role_id: str | None = None
-    secret_id: str | None = field(default=None, repr=False)
+    secret_id: str | None = None
     secret_id_file: str | None = None
-    wrapped_secret_id: str | None = field(default=None, repr=False)
+    wrapped_secret_id: str | None = None
     role_name: str | None = None
     approle_mount: str = "approle"
     jwt_role: str | None = None
-    jwt: str | None = field(default=None, repr=False)
+    jwt: str | None = None
     jwt_file: str | None = None
     jwt_mount: str = "jwt"
     k8s_role: str | None = None
@@ -278,6 +261,15 @@ class VaultSettings:
         if self.path_prefix is not None:
             check_path_part("VAULT_PATH_PREFIX", self.path_prefix)
 
+    def __repr__(self) -> str:
+        hidden = {spec.attr for spec in _SPECS if spec.credential}
+        shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if f.name not in hidden)
+        return f"VaultSettings({shown})"
+
+    def without_login_credentials(self) -> VaultSettings:
+        """These settings with every login credential removed (the authenticator holds them)."""
+        return self.replace(**{spec.attr: None for spec in _SPECS if spec.credential == LOGIN})
+
     def replace(self, **changes: Any) -> VaultSettings:
         known = {f.name for f in fields(self)}
         unknown = set(changes) - known
@@ -308,12 +300,20 @@ class _Lookup:
         return _MISSING
 
 
+#: A credential the authenticator holds: removed from app.config and from the settings after start-up.
+LOGIN = "login"
+#: A credential the app itself keeps using (the health endpoint's bearer token).
+KEPT = "kept"
+
+
 @dataclass(frozen=True)
 class _Spec:
     key: str
     attr: str
     parse: Callable[[str, Any], Any]
     aliases: tuple[str, ...] = ()
+    #: LOGIN or KEPT when the setting holds a credential: its value is never shown.
+    credential: str | None = None
 
 
 def _str_required(key: str, value: object) -> str:
@@ -347,7 +347,7 @@ def _optional_bool(key: str, value: object) -> bool | None:
 
 _SPECS: tuple[_Spec, ...] = (
     _Spec("VAULT_URL", "urls", parse_urls, ("VAULT_ADDR",)),
-    _Spec("VAULT_TOKEN", "token", parse_optional_str),
+    _Spec("VAULT_TOKEN", "token", parse_optional_str, credential=LOGIN),
     _Spec("VAULT_NAMESPACE", "namespace", parse_optional_str),
     _Spec("VAULT_MOUNT_POINT", "mount_point", _str_required),
     _Spec("VAULT_PATH_PREFIX", "path_prefix", parse_optional_str),
@@ -360,7 +360,7 @@ _SPECS: tuple[_Spec, ...] = (
     _Spec("VAULT_HEALTH_URL", "health_url", parse_health_url),
     _Spec("VAULT_HEALTH_CACHE_SECONDS", "health_cache_seconds", _seconds),
     _Spec("VAULT_HEALTH_DETAILS", "health_details", parse_bool),
-    _Spec("VAULT_HEALTH_TOKEN", "health_token", parse_optional_str),
+    _Spec("VAULT_HEALTH_TOKEN", "health_token", parse_optional_str, credential=KEPT),
     _Spec("VAULT_STALE_MAX_AGE", "stale_max_age", _seconds),
     _Spec("VAULT_FAIL_CLOSED", "fail_closed", parse_bool),
     _Spec("VAULT_LIVE_REFRESH", "live_refresh", parse_bool),
@@ -369,13 +369,13 @@ _SPECS: tuple[_Spec, ...] = (
     _Spec("VAULT_AUTH_METHOD", "auth_method", parse_auth_method),
     _Spec("VAULT_TOKEN_FILE", "token_file", parse_optional_str),
     _Spec("VAULT_ROLE_ID", "role_id", parse_optional_str),
-    _Spec("VAULT_SECRET_ID", "secret_id", parse_optional_str),
+    _Spec("VAULT_SECRET_ID", "secret_id", parse_optional_str, credential=LOGIN),
     _Spec("VAULT_SECRET_ID_FILE", "secret_id_file", parse_optional_str),
-    _Spec("VAULT_WRAPPED_SECRET_ID", "wrapped_secret_id", parse_optional_str),
+    _Spec("VAULT_WRAPPED_SECRET_ID", "wrapped_secret_id", parse_optional_str, credential=LOGIN),
     _Spec("VAULT_ROLE_NAME", "role_name", parse_optional_str),
     _Spec("VAULT_APPROLE_MOUNT", "approle_mount", _str_required),
     _Spec("VAULT_JWT_ROLE", "jwt_role", parse_optional_str),
-    _Spec("VAULT_JWT", "jwt", parse_optional_str),
+    _Spec("VAULT_JWT", "jwt", parse_optional_str, credential=LOGIN),
     _Spec("VAULT_JWT_FILE", "jwt_file", parse_optional_str),
     _Spec("VAULT_JWT_MOUNT", "jwt_mount", _str_required),
     _Spec("VAULT_K8S_ROLE", "k8s_role", parse_optional_str),
@@ -387,3 +387,8 @@ _SPECS: tuple[_Spec, ...] = (
     _Spec("VAULT_TRANSIT_MOUNT", "transit_mount", _str_required),
     _Spec("VAULT_ROTATION", "rotation", parse_rotation),
 )
+
+#: Settings that hold a credential: their values are never shown (messages, reprs).
+CREDENTIAL_KEYS = frozenset(spec.key for spec in _SPECS if spec.credential)
+#: Login credentials: removed from ``app.config`` once the authenticator holds them.
+LOGIN_CREDENTIAL_KEYS = tuple(spec.key for spec in _SPECS if spec.credential == LOGIN)

@@ -19,7 +19,7 @@ from core_support import read_policy
 from flask import Flask
 
 from flask_vault import FlaskVault
-from flask_vault.auth.keeper import _KEEPERS
+from flask_vault.auth import renewal
 from flask_vault.devserver import OpenBaoServer
 
 PREFIX = "store-erp"
@@ -56,10 +56,10 @@ def auth_server() -> Iterator[OpenBaoServer]:
 @pytest.fixture(autouse=True)
 def close_new_keepers() -> Iterator[None]:
     """Stop the keepers a test started: their threads end with the test, not at exit."""
-    before = set(_KEEPERS)
+    before = set(renewal.live())
     yield
-    for keeper in set(_KEEPERS) - before:
-        keeper.close(revoke=False)
+    for spine in set(renewal.live()) - before:
+        spine.close(revoke=False)
 
 
 @pytest.fixture(scope="module")

@@ -36,7 +36,9 @@ from core_support import FakeClock
 
 from flask_vault import VaultClient, VaultPermissionError, VaultSettings
 from flask_vault.auth.keeper import TokenKeeper
+from flask_vault.auth.methods import authenticator_from_settings
 from flask_vault.devserver import OpenBaoServer
+from flask_vault.vault.transport import Transport
 
 __all__ = ["auth_server", "close_new_keepers", "flask_vault_logs", "root"]  # fixtures used by name
 
@@ -60,8 +62,8 @@ def auth_answer(token: str, ttl: int = 30, renewable: bool = True) -> dict[str, 
     }
 
 
-def mocked_keeper(clock: FakeClock, *, jitter: float = 0.0, **config: Any) -> tuple[VaultClient, TokenKeeper]:
-    """A client whose keeper runs on ``clock`` with no background thread."""
+def mocked_keeper(clock: FakeClock, *, jitter: float = 0.0, **config: Any) -> tuple[Transport, TokenKeeper]:
+    """A transport and the keeper of its token, on ``clock`` with no background thread."""
     config = {
         "VAULT_URL": MOCK_URL,
         "VAULT_ROLE_ID": "role-id-1",
@@ -69,11 +71,12 @@ def mocked_keeper(clock: FakeClock, *, jitter: float = 0.0, **config: Any) -> tu
         "VAULT_MAX_RETRIES": 0,
         **config,
     }
-    client = VaultClient(settings=VaultSettings.load(config, {}))
-    client.keeper.close(revoke=False)
-    keeper = TokenKeeper(client, client.keeper.authenticator, clock=clock, jitter=jitter, background=False)
-    client.keeper = keeper
-    return client, keeper
+    settings = VaultSettings.load(config, {})
+    transport = Transport(settings)
+    keeper = TokenKeeper(
+        transport, authenticator_from_settings(settings), clock=clock, jitter=jitter, background=False
+    )
+    return transport, keeper
 
 
 def logins(mocked: rm.Mocker) -> int:
@@ -359,7 +362,7 @@ def test_a_real_permission_denial_is_not_retried_and_causes_no_login(
 def test_keeper_thread_is_a_daemon_and_stops_cleanly(auth_server: OpenBaoServer, root: hvac.Client) -> None:
     client = approle_client(auth_server, root)
     client.keeper.start()
-    thread = client.keeper._thread
+    thread = client.keeper.renewal.thread
     assert thread is not None and thread.is_alive() and thread.daemon
     assert thread.name == "flask-vault-keeper"
     client.keeper.stop(timeout=5)
@@ -369,7 +372,7 @@ def test_keeper_thread_is_a_daemon_and_stops_cleanly(auth_server: OpenBaoServer,
 def test_static_root_token_starts_no_thread(auth_server: OpenBaoServer) -> None:
     client = VaultClient(vault_url=auth_server.url, vault_token=auth_server.root_token)
     client.keeper.start()
-    assert client.keeper._thread is None  # a token that never expires needs no keeping
+    assert client.keeper.renewal.thread is None  # a token that never expires needs no keeping
     assert client.keeper.status()["token_ttl"] == 0
 
 
@@ -436,7 +439,7 @@ def test_forked_child_gets_its_own_session_token_and_keeper_thread(
             report["value"] = client.get_secret("flask", "secret_key", use_cache=False)
             report["own_token"] = bool(client.token) and client.token != parent_token
             report["own_session"] = client.hvac.session is not parent_session
-            thread = client.keeper._thread
+            thread = client.keeper.renewal.thread
             report["keeper_thread"] = bool(thread and thread.is_alive() and thread.daemon)
             report["logins"] = client.keeper.stats.logins
             os.write(write_end, json.dumps(report).encode())

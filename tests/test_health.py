@@ -1,4 +1,5 @@
-"""/health/vault, ``flask vault status``, the audit trail and ``vault.stats()`` (issue 5).
+"""/health/vault and ``flask vault status`` (the audit trail and ``vault.stats()`` have
+test_audit.py and test_metrics.py).
 
 Real OpenBao servers for what they can show (healthy, sealed, stopped, a refused token,
 AppRole logins); ``requests_mock`` for the health answers a single server won't give
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 import threading
 import time
 import uuid
@@ -27,10 +27,9 @@ import requests_mock
 from core_support import FakeClock, make_app, poll, read_policy, token_with_policy
 from flask import Flask
 
-from flask_vault import FlaskVault, VaultClient, VaultSettings
+from flask_vault import FlaskVault, VaultClient
 from flask_vault.devserver import PersistentOpenBaoServer
 from flask_vault.observe.audit import accessor_hash
-from flask_vault.observe.metrics import VaultCollector, track
 from tests.conftest import DATABASE_SECRET, ENVIRONMENT, FLASK_SECRET, PREFIX
 
 CHECKS = ("vault:server", "vault:login", "vault:secrets", "vault:cache")
@@ -356,183 +355,7 @@ def test_cli_status_prints_the_report_and_exits_0_1_2(
     assert result.exit_code == 2 and result.output.startswith("status: fail")
 
 
-# -- stats and Prometheus --------------------------------------------------------------------
-
-
-def test_stats_count_requests_by_operation_cache_use_and_health_probes(app: Flask, vault: FlaskVault) -> None:
-    with app.app_context():
-        stats = vault.stats()
-        assert stats["requests"]["read"]["ok"] >= 2
-        assert stats["cache"]["misses"] >= 2 and stats["cache"]["reads"] >= 2
-        assert stats["health_probes"] == 0 and stats["health_status"] is None
-        hits = stats["cache"]["hits"]
-        vault.get_secret("flask", "secret_key")
-        vault.get_secret("flask", "jwt_secret")
-        assert vault.stats()["cache"]["hits"] == hits + 2
-
-    health(app)
-    health(app)
-    with app.app_context():
-        stats = vault.stats()
-        assert stats["health_probes"] == 1 and stats["health_status"] == "pass"
-        assert stats["requests"]["lookup"]["ok"] >= 1
-        assert stats["requests_total"] >= 3 and stats["request_errors"] == 0
-        assert set(stats) >= {"logins", "renewals", "login_failures", "renewal_failures", "outage_seconds"}
-        SEEN.append(("stats", json.dumps(stats)))
-
-
-def test_prometheus_exports_the_counters_from_one_collector_per_process(base_config: dict[str, Any]) -> None:
-    from prometheus_client import REGISTRY, generate_latest
-
-    first, second = new_app(base_config), new_app(base_config)  # both join the one collector
-    health(first)
-    page = generate_latest(REGISTRY).decode()
-    SEEN.append(("metrics", page))
-    name = first.name
-    assert f'flask_vault_requests_total{{app="{name}",operation="read",outcome="ok"}} 2.0' in page
-    assert f'flask_vault_requests_total{{app="{second.name}",operation="read",outcome="ok"}} 2.0' in page
-    assert f'flask_vault_cache_misses_total{{app="{name}"}}' in page
-    assert f'flask_vault_health_probes_total{{app="{name}"}} 1.0' in page
-    assert f'flask_vault_health_status{{app="{name}"}} 0.0' in page
-    assert f'flask_vault_secret_age_seconds{{app="{name}",key="SECRET_KEY"}}' in page
-    assert f'flask_vault_request_duration_seconds_count{{app="{name}",operation="read"}} 2.0' in page
-    collectors = [c for c in list(REGISTRY._collector_to_names) if isinstance(c, VaultCollector)]
-    assert len(collectors) == 1
-
-
-def test_prometheus_export_is_skipped_without_prometheus_client(
-    app: Flask, vault: FlaskVault, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setitem(sys.modules, "prometheus_client", None)  # import raises ImportError
-    assert track("no_prometheus", app.extensions["vault"]) is False
-
-
-# -- the audit trail ---------------------------------------------------------------------------
-
-
-def test_audit_records_each_operation_with_an_accessor_hash_never_a_value(
-    base_config: dict[str, Any], vault_root: hvac.Client, audit_log: _AuditCapture, unique_env: str
-) -> None:
-    root_accessor = vault_root.auth.token.lookup_self()["data"]["accessor"]
-    FORBIDDEN.add(root_accessor)
-    audit_log.records.clear()
-    app = new_app(base_config)
-    client: VaultClient = app.extensions["vault"].client
-
-    reads = [f for f in audit_log.fields("read") if f["path"].endswith(f"/{ENVIRONMENT}/flask")]
-    assert len(reads) == 1
-    read = reads[0]
-    assert read["outcome"] == "ok" and isinstance(read["version"], int)
-    assert read["token_id"] == accessor_hash(root_accessor)
-    assert isinstance(read["duration_ms"], float)
-    assert set(read) == {"operation", "path", "version", "outcome", "status", "duration_ms", "token_id"}
-
-    with pytest.raises(Exception, match="No secret"):
-        client.read("no-such-secret-here", use_cache=False)
-    failed = audit_log.fields("read")[-1]
-    assert (failed["outcome"], failed["status"]) == ("SecretNotFoundError", 404)
-    assert failed["token_id"] == accessor_hash(root_accessor)
-    assert audit_log.records[-1].levelno == logging.WARNING
-
-    writer = VaultClient(settings=VaultSettings.load({**base_config, "VAULT_ENVIRONMENT": unique_env}, {}))
-    value = f"written-value-{uuid.uuid4().hex}"
-    FORBIDDEN.add(value)
-    version = writer.set_secret("audited", {"api_key": value})
-    write = audit_log.fields("write")[-1]
-    assert (write["outcome"], write["version"], write["path"]) == (
-        "ok",
-        version,
-        f"secret/{PREFIX}/{unique_env}/audited",
-    )
-    assert write["token_id"] == accessor_hash(root_accessor)
-
-    rotated = writer.rotate_secret("audited", "api_key", f"rotated-{value}")  # records itself, once
-    rotate = audit_log.fields("rotate")[-1]
-    assert (rotate["outcome"], rotate["version"]) == ("ok", version + 1) == ("ok", rotated)
-    with pytest.raises(KeyError), writer.trail.operation("rollback", writer.full_path("audited")):
-        raise KeyError("boom")
-    assert audit_log.fields("rollback")[-1]["outcome"] == "KeyError"
-    assert writer.metrics.count("rotate", "ok") == 1
-
-
-def test_rotate_backup_restore_and_rollback_each_leave_one_record(
-    base_config: dict[str, Any], audit_log: _AuditCapture, unique_env: str, tmp_path: Any
-) -> None:
-    from flask_vault.ops.backup import BackupStore, restore
-    from flask_vault.ops.rotation import RotationRules, rollback, rotate
-
-    client = VaultClient(settings=VaultSettings.load({**base_config, "VAULT_ENVIRONMENT": unique_env}, {}))
-    first = f"first-api-key-{uuid.uuid4().hex}"
-    FORBIDDEN.add(first)
-    client.set_secret("payments", {"api_key": first})
-    store = BackupStore(client, tmp_path / "backups")
-    path = client.full_path("payments")
-    audit_log.records.clear()
-
-    rotated = rotate(client, "payments", RotationRules.from_config({"payments": ["api_key"]}), store)
-    FORBIDDEN.add(str(client.get_secret("payments", "api_key", use_cache=False)))
-    assert [(f["operation"], f["version"]) for f in audit_log.fields() if f["operation"] in ("backup", "rotate")] == [
-        ("backup", 1),
-        ("rotate", rotated.new_version),
-    ]
-    assert rollback(client, "payments", 1, store).new_version == 3
-    assert rotated.backup is not None
-    assert restore(client, store, rotated.backup).new_version == 4
-    composite = [(f["operation"], f["outcome"], f["path"]) for f in audit_log.fields() if f["operation"] != "read"]
-    assert ("rollback", "ok", path) in composite and ("restore", "ok", path) in composite
-    assert [f["version"] for f in audit_log.fields("rollback")] == [3]
-    assert [f["version"] for f in audit_log.fields("restore")] == [4]
-    assert len(audit_log.fields("backup")) == 3  # every write backs the current version up first
-
-
-def test_login_and_renewal_records_carry_the_hash_of_the_new_tokens_accessor(
-    base_config: dict[str, Any], vault_root: hvac.Client, audit_log: _AuditCapture
-) -> None:
-    mount = f"approle-health-{uuid.uuid4().hex[:6]}"
-    vault_root.sys.enable_auth_method("approle", path=mount)
-    vault_root.write(f"auth/{mount}/role/app", token_ttl="10m", token_max_ttl="1h", token_policies="default")
-    role_id = vault_root.read(f"auth/{mount}/role/app/role-id")["data"]["role_id"]
-    secret_id = vault_root.write(f"auth/{mount}/role/app/secret-id")["data"]["secret_id"]
-    FORBIDDEN.update({role_id, secret_id})
-
-    client = VaultClient(settings=VaultSettings.load(base_config, {}))  # logs in below, replacing the token
-    path = f"auth/{mount}/login"
-    response = client._call(
-        "login", path, lambda: client.hvac.auth.approle.login(role_id, secret_id, mount_point=mount)
-    )
-    token, accessor = response["auth"]["client_token"], response["auth"]["accessor"]
-    FORBIDDEN.update({token, accessor})
-    assert client.token == token
-    login = audit_log.fields("login")[-1]
-    assert (login["outcome"], login["path"], login["token_id"]) == ("ok", path, accessor_hash(accessor))
-
-    client._call("renew", "auth/token/renew-self", lambda: client.hvac.auth.token.renew_self())
-    renew = audit_log.fields("renew")[-1]
-    assert (renew["outcome"], renew["token_id"]) == ("ok", accessor_hash(accessor))
-    stats_counts = (client.metrics.count("login", "ok"), client.metrics.count("renew", "ok"))
-    assert stats_counts == (1, 1)
-
-    with pytest.raises(Exception):  # a refused login is recorded with its outcome
-        client._call(
-            "login", path, lambda: client.hvac.auth.approle.login(role_id, "wrong-secret-id", mount_point=mount)
-        )
-    assert audit_log.fields("login")[-1]["outcome"] != "ok"
-    assert client.trail.last_login_outcome != "ok"
-
-
-def test_a_token_given_as_is_is_looked_up_once_for_its_accessor(
-    base_config: dict[str, Any], vault_root: hvac.Client, audit_log: _AuditCapture
-) -> None:
-    token = token_with_policy(vault_root, read_policy("secret", f"{PREFIX}/{ENVIRONMENT}/*"))
-    FORBIDDEN.add(token)
-    accessor = vault_root.auth.token.lookup(token)["data"]["accessor"]
-    FORBIDDEN.add(accessor)
-    audit_log.records.clear()
-    client = VaultClient(settings=VaultSettings.load({**base_config, "VAULT_TOKEN": token}, {}))
-    for _ in range(3):
-        client.read("flask", use_cache=False)
-    assert [f["token_id"] for f in audit_log.fields("read")] == [accessor_hash(accessor)] * 3
-    assert len(audit_log.fields("lookup")) <= 1  # once per token at most, not per request
+# -- an AppRole app ---------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")

@@ -1,74 +1,87 @@
-"""The token keeper: keeps one client's Vault token valid for as long as the process lives.
+"""The token keeper: owns one client's Vault token, and keeps it valid while the process lives.
 
 Every :class:`~flask_vault.client.VaultClient` has one keeper, and a forked child gets
-its own. The keeper
+its own. The keeper is the one place that holds the token and what is known of it: the
+short hash of its accessor (``token_id``), its TTL and expiry, whether it can be renewed,
+the outcome of the last login, and the counters of logins, renewals, failures and
+recoveries. It plugs into the transport (:class:`~flask_vault.vault.transport.TokenHooks`)
+and, through the renewal spine (:mod:`flask_vault.auth.renewal`), it
 
 * logs in before the first request that needs a token (``init_app`` calls
   :meth:`TokenKeeper.start` so that happens before any secret is read);
-* renews the token at about two thirds of its TTL, minus a little jitter so that many
-  processes started together do not renew together;
+* renews the token at about two thirds of its TTL, minus a little jitter;
 * logs in again when a renewal is refused, when a renewal no longer extends the token
   (it reached its max TTL), and when a request gets a 403 because the token expired or
-  was revoked; ``VaultClient._call`` then retries that request once;
+  was revoked; the transport then sends that request once more;
 * runs at most one login or renewal at a time: threads that need a token while one is
   under way wait for it and share its outcome;
 * warns once, before it expires, about a token it can neither renew nor replace;
 * re-reads a token file (``VAULT_TOKEN_FILE``, ``~/.vault-token``) when it changes;
 * revokes, at interpreter exit, the tokens it logged in for (``VAULT_REVOKE_ON_EXIT``).
 
-Background work runs in one daemon thread per keeper, alive only while something is
-scheduled, holding the keeper through a weak reference. After ``os.fork()`` the child
-gets new locks, a new HTTP session and no thread; a token the parent logged in for is
-dropped (the child logs in for itself on its first request), so processes never share
-a token by accident and one process's revoke-on-exit never pulls the token from under
-another. Log lines name the method and a short hash of the token's accessor
-(``token_id``), never a token, accessor or credential.
+After ``os.fork()`` the child gets new locks, a new HTTP session and no thread; a token
+the parent logged in for is dropped (the child logs in for itself at once), so processes
+never share a token by accident and one process's revoke-on-exit never pulls the token
+from under another. Log lines name the method and ``token_id``, never a token, accessor
+or credential.
 """
 
 from __future__ import annotations
 
-import atexit
 import logging
-import os
-import random
 import threading
 import time
-import weakref
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future
-from concurrent.futures import TimeoutError as FutureTimeout
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any
 
-from flask_vault.auth.methods import Authenticator, LoginResult, TokenAuth, side_adapter
+from flask_vault.auth.methods import Authenticator, LoginResult, TokenAuth
+from flask_vault.auth.renewal import DEFAULT_JITTER, Event, Renewal, Term
 from flask_vault.errors import VaultAuthError, VaultError, VaultPermissionError, VaultUnavailableError
-from flask_vault.observe import audit
-
-if TYPE_CHECKING:
-    from flask_vault.client import VaultClient
+from flask_vault.observe.audit import OK, accessor_hash, record
+from flask_vault.vault.transport import Transport
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
-
-#: Renew (or replace) a token once this fraction of its TTL has passed, minus jitter.
-RENEW_FRACTION = 2 / 3
-#: Largest share of that fraction taken off at random.
-DEFAULT_JITTER = 0.1
 #: How often, at most, a token file is checked for a new token before a request (seconds).
 FILE_CHECK_INTERVAL = 1.0
 #: After a 403, a token that lookup-self just confirmed valid is trusted this long (seconds).
 VALID_FOR = 1.0
 #: After a refused login, requests get the same error this long before Vault is asked again.
 LOGIN_FAILURE_HOLD = 1.0
-#: Bounds of the wait between background attempts after a failure (seconds).
-RETRY_MIN, RETRY_MAX = 0.5, 30.0
+#: The path of the lookup that tells an expired token from a denial, or learns an accessor.
+LOOKUP_SELF = "auth/token/lookup-self"
+
+#: What the keeper logs when the renewal spine reports an event (level, message).
+_REPORTS: dict[Event, tuple[int, str]] = {
+    "unreachable": (
+        logging.WARNING,
+        "Could not renew the Vault token (token_id={token_id}): {error} Trying again soon.",
+    ),
+    "refused": (logging.INFO, "Vault refused to renew the token (token_id={token_id}): {error} Logging in again."),
+    "capped": (
+        logging.INFO,
+        "The Vault token (token_id={token_id}) reached its max TTL ({left}s left); logging in again.",
+    ),
+    "retry": (logging.WARNING, "Could not log in to Vault with {method} ({error}); trying again in {delay:.1f}s."),
+    "fork": (logging.WARNING, "Could not log in to Vault with {method} after a fork: {error}"),
+    "refused-final": (logging.WARNING, "Vault refused to renew the given token (token_id={token_id}): {error}"),
+    "capped-final": (
+        logging.WARNING,
+        "The Vault token (token_id={token_id}) reached its max TTL and expires in {left}s; it cannot be extended. "
+        "Give the app a periodic token, a token file kept fresh by an Agent, or a login method.",
+    ),
+    "expiring": (
+        logging.WARNING,
+        "The Vault token (token_id={token_id}, from {source}) cannot be renewed and expires in {left}s. Give the "
+        "app a renewable token, a token file kept fresh by an Agent, or a login method (docs/auth.md).",
+    ),
+}
 
 
 @dataclass
 class KeeperStats:
-    """What the keeper did in this process (counters only)."""
+    """What the keeper did in this process (the only counters of logins and renewals)."""
 
     logins: int = 0
     renewals: int = 0
@@ -82,69 +95,63 @@ class KeeperStats:
 
 
 @dataclass
-class _TokenState:
-    """What is known about the token in use. Never holds the token itself."""
+class TokenFacts:
+    """What is known about the token in use, besides its TTL. Never holds the token itself."""
 
     token_id: str | None
+    #: True when this process logged in for it (then it is replaced, and revoked at exit).
     created: bool
-    ttl: float | None  # seconds at the last login/renewal/lookup; 0: never expires; None: unknown
-    full_ttl: float | None  # the TTL a renewal should restore; a smaller answer means "capped"
-    renewable: bool
-    policies: tuple[str, ...]
-    expires_at: float | None  # on the keeper's clock
-    next_at: float | None = None
-    action: str | None = None  # "renew", "login" or "warn"
-    warned: bool = False
+    policies: tuple[str, ...] = ()
 
 
 class TokenKeeper:
-    """Keeps ``client``'s token valid using ``authenticator``. See the module docstring.
+    """Owns ``transport``'s token, obtained with ``authenticator``. See the module docstring.
 
     ``clock`` (monotonic seconds) and ``background=False`` let tests drive :meth:`step`
-    by hand; ``jitter`` is the largest fraction taken off the renewal point.
+    by hand; ``jitter`` is the largest fraction taken off the renewal point;
+    ``on_fork`` runs first in a forked child (the client renews its per-process parts).
     """
 
     def __init__(
         self,
-        client: VaultClient,
+        transport: Transport,
         authenticator: Authenticator,
         *,
         clock: Callable[[], float] = time.monotonic,
         jitter: float = DEFAULT_JITTER,
         background: bool = True,
         revoke_on_exit: bool | None = None,
+        on_fork: Callable[[], None] | None = None,
     ) -> None:
-        self.client = client
+        self.transport = transport
         self.authenticator = authenticator
         self.clock = clock
-        self.jitter = jitter
-        self.background = background
+        settings = transport.settings
         #: None: revoke the tokens this keeper logged in for; True also a VAULT_TOKEN; False: never.
-        self.revoke_on_exit = client.settings.revoke_on_exit if revoke_on_exit is None else revoke_on_exit
+        self.revoke_on_exit = settings.revoke_on_exit if revoke_on_exit is None else revoke_on_exit
         self.stats = KeeperStats()
-        self._state: _TokenState | None = None
-        self._generation = 0
-        self._stopped = False
+        #: Outcome of the last login attempt ("ok", an error class name, or None before the first).
+        self.last_login: str | None = None
+        self._on_fork = on_fork
         self._next_file_check = 0.0
         self._failure: tuple[float, VaultAuthError] | None = None
-        self._last_login: str | None = None  # "ok" or the error class of the last login attempt
         self._valid_confirmed: tuple[int, float] | None = None
-        self._backoff = RETRY_MIN
-        self._login_soon = False  # a forked child logs in from its own keeper thread at once
-        self._reset_process_state()
+        self._looked_up_for: int | None = None  # the generation whose accessor was looked up
+        self._lookup_lock = threading.Lock()
+        #: Renews before expiry, shares one login among threads, survives fork, revokes at exit.
+        self.renewal: Renewal[TokenFacts] = Renewal(
+            self,
+            name="flask-vault-keeper",
+            clock=clock,
+            jitter=jitter,
+            background=background,
+            flight_timeout=(settings.timeout + 2) * (settings.max_retries + 1) * 3 + 10,
+        )
+        transport.attach(self, token_id=self.audit_token_id)
         if isinstance(authenticator, TokenAuth) and authenticator.static_token:
             self._install(LoginResult(token=authenticator.static_token, created=False))
         else:
-            client.token = None  # a login method (or token file) provides it on first use
-        _KEEPERS.add(self)
-
-    def _reset_process_state(self) -> None:
-        self._pid = os.getpid()
-        self._lock = threading.Lock()
-        self._flight: Future[int] | None = None
-        self._local = threading.local()
-        self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
+            transport.token = None  # a login method (or token file) provides it on first use
 
     # -- what others read ----------------------------------------------------------------
 
@@ -155,13 +162,27 @@ class TokenKeeper:
     @property
     def generation(self) -> int:
         """Increases each time a new token is put in place."""
-        return self._generation
+        return self.renewal.generation
+
+    @property
+    def token(self) -> str | None:
+        """The token in use (never logged or shown)."""
+        return self.transport.token
+
+    @property
+    def _facts(self) -> TokenFacts | None:
+        current = self.renewal.current
+        return current.detail if current is not None else None
 
     @property
     def token_id(self) -> str | None:
         """Short hash of the current token's accessor, when known (safe to log)."""
-        state = self._state
-        return state.token_id if state else None
+        facts = self._facts
+        return facts.token_id if facts else None
+
+    def expires_in(self) -> float | None:
+        """Seconds until the token expires (negative: it has); None: unknown, or it never expires."""
+        return self.renewal.expires_in()
 
     def status(self) -> dict[str, Any]:
         """Method, what is known of the token and counters.
@@ -170,27 +191,27 @@ class TokenKeeper:
         ``expires_in``: seconds left, negative once expired, None when unknown or never;
         ``last_login``: ``"ok"`` or the error class of the last login attempt (None: none yet).
         """
-        state = self._state
+        current = self.renewal.current
+        facts = self._facts
         ttl_left: int | None = None
-        expires_in: float | None = None
-        if state is not None and state.expires_at is not None:
-            expires_in = state.expires_at - self.clock()
+        expires_in = self.renewal.expires_in()
+        if expires_in is not None:
             ttl_left = max(0, round(expires_in))
-        elif state is not None and state.ttl == 0:
+        elif current is not None and current.ttl == 0:
             ttl_left = 0
         return {
             "auth_method": self.method,
-            "logged_in": state is not None,
+            "logged_in": current is not None,
             "token_ttl": ttl_left,
-            "renewable": state.renewable if state else None,
-            "policies": list(state.policies) if state else [],
+            "renewable": current.renewable if current else None,
+            "policies": list(facts.policies) if facts else [],
             "expires_in": expires_in,
-            "last_login": self._last_login,
+            "last_login": self.last_login,
             **self.stats.as_dict(),
         }
 
     def __repr__(self) -> str:
-        return f"<TokenKeeper {self.authenticator.describe()} token_id={self.token_id} generation={self._generation}>"
+        return f"<TokenKeeper {self.authenticator.describe()} token_id={self.token_id} generation={self.generation}>"
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -199,88 +220,48 @@ class TokenKeeper:
 
         Raises the login's :class:`VaultError` when logging in fails.
         """
-        self._stopped = False
-        if self._state is None:
+        self.renewal.resume()
+        current, facts = self.renewal.current, self._facts
+        if current is None:
             self.before_call()
-        elif self._state.ttl is None and not self._state.created:
+        elif current.ttl is None and facts is not None and not facts.created:
             self._look_up_given_token()
-        self._ensure_thread()
+        self.renewal.ensure_thread()
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the background thread (waits up to ``timeout``). The token stays in use."""
-        self._stopped = True
-        with self._lock:
-            thread, self._thread = self._thread, None
-        self._wake.set()
-        if thread is not None and thread is not threading.current_thread() and thread.is_alive():
-            thread.join(timeout)
+        self.renewal.stop(timeout)
 
     def close(self, *, revoke: bool | None = None, timeout: float = 2.0) -> None:
         """Stop, revoke the token when configured (see ``revoke_on_exit``), forget it."""
-        self.stop(timeout)
-        state = self._state
-        token = self.client.token
-        if revoke is None:
-            revoke = self._should_revoke(state)
-        if revoke and state is not None and token and self._pid == os.getpid():
-            self._revoke(token, state, timeout)
-        with self._lock:
-            self._state = None
-            self._generation += 1
-            self.client.token = None
-        _KEEPERS.discard(self)
+        self.renewal.close(revoke=revoke, timeout=timeout)
 
-    def _should_revoke(self, state: _TokenState | None) -> bool:
-        if state is None or self.revoke_on_exit is False:
-            return False
-        if state.created:
-            return True
-        # An explicit VAULT_REVOKE_ON_EXIT=true also revokes a VAULT_TOKEN, never a token file's.
-        return bool(self.revoke_on_exit) and not self.authenticator.refreshable
+    def step(self) -> float | None:
+        """Do what is due now; seconds until the next thing is due (None: nothing is)."""
+        return self.renewal.step()
 
-    def _revoke(self, token: str, state: _TokenState, timeout: float) -> None:
-        started = time.perf_counter()
-        adapter = side_adapter(self.client, token)
-        try:
-            adapter.post("/v1/auth/token/revoke-self", timeout=min(timeout, self.client.settings.timeout))
-        except Exception as exc:  # at exit: report and move on
-            audit.record(
-                "revoke",
-                "auth/token/revoke-self",
-                outcome=type(exc).__name__,
-                duration=time.perf_counter() - started,
-                token_id=state.token_id,
-            )
-            log.warning(
-                "Could not revoke the Vault token (token_id=%s) at exit (%s).", state.token_id, type(exc).__name__
-            )
-            return
-        audit.record(
-            "revoke",
-            "auth/token/revoke-self",
-            outcome="ok",
-            duration=time.perf_counter() - started,
-            token_id=state.token_id,
-        )
-        log.info("Revoked the Vault token (token_id=%s) at exit.", state.token_id)
+    def use_token(self, token: str | None) -> None:
+        """Use ``token`` as given from now on (None: no token until the next login)."""
+        if token:
+            self._install(LoginResult(token=token, created=False))
+        else:
+            self.renewal.clear()
 
-    # -- hooks called by VaultClient._call -----------------------------------------------
+    # -- hooks around every request (TokenHooks) -------------------------------------------
 
     def before_call(self) -> int:
         """Before a request: log in if there is no token yet; returns the token generation."""
-        if self._busy():
-            return self._generation
-        if self._pid != os.getpid():  # register_at_fork did not run (e.g. os.fork from C)
-            self._after_fork_in_child()
-        if self._stopped:
-            return self._generation
-        if self._state is None:
+        renewal = self.renewal
+        renewal.check_fork()
+        if renewal.stopped:
+            return renewal.generation
+        if renewal.current is None:
             if self._may_log_in():
-                self._run_flight(self._first_login)
+                renewal.flight(self._first_login)
         elif self._token_file_changed():
-            self._run_flight(self._reload_token_file)
-        self._ensure_thread()
-        return self._generation
+            renewal.flight(self._reload_token_file)
+        renewal.ensure_thread()
+        return renewal.generation
 
     def recover(self, error: VaultError, generation: int) -> bool:
         """After a request failed with ``error``: True when it should be retried with a new token.
@@ -289,266 +270,89 @@ class TokenKeeper:
         sent or lookup-self shows it expired or revoked (then this logs in again, once for
         all the threads that hit the same 403). A valid token's 403 is a real denial.
         """
-        if self._busy() or self._stopped or error.status != 403:
+        if self.renewal.stopped or error.status != 403:
             return False
         if not isinstance(error, (VaultPermissionError, VaultAuthError)) or not self.authenticator.refreshable:
             return False
-        if self._generation != generation:
+        if self.generation != generation:
             return True
         for _ in range(2):  # a second round when the flight we joined was about something else
-            new, led = self._run_flight_ex(lambda: self._recover_body(generation))
+            new, led = self.renewal.flight(lambda: self._recover_body(generation))
             if new != generation:
                 return True
             if led:
                 return False
         return False
 
-    # -- background --------------------------------------------------------------------
+    def audit_token_id(self, resolve: bool) -> str | None:
+        """The ``token_id`` of the token in use, for an audit record.
 
-    def step(self) -> float | None:
-        """Do what is due now; seconds until the next thing is due (None: nothing is)."""
-        if self._stopped:
-            return None
-        state = self._state
-        if state is None and self._login_soon:
-            self._login_soon = False
-            try:
-                self._run_flight(self._first_login)
-            except VaultError as exc:  # the next request tries again
-                log.warning("Could not log in to Vault with %s after a fork: %s", self.method, exc)
-            return self._delay_until_next()
-        if state is None or state.next_at is None:
-            return None
-        now = self.clock()
-        if now < state.next_at:
-            return state.next_at - now
-        generation = self._generation
+        With ``resolve``, an unknown accessor is looked up once per token (one raw
+        ``lookup-self``, recorded like any request); the trail asks only when it records.
+        """
+        token_id = self.token_id
+        if token_id is not None or not resolve or not self.transport.token:
+            return token_id
+        generation = self.generation
+        with self._lookup_lock:
+            if self._looked_up_for == generation:
+                return None
+            self._looked_up_for = generation
+        started = time.perf_counter()
+        trail = self.transport.trail
         try:
-            if state.action == "renew":
-                self._run_flight(lambda: self._renew_body(generation))
-            elif state.action == "login":
-                self._run_flight(lambda: self._scheduled_login(generation))
-            else:
-                self._warn_expiring(state, now)
-        except VaultError as exc:
-            delay = self._next_backoff()
-            log.warning("Could not log in to Vault with %s (%s); trying again in %.1fs.", self.method, exc, delay)
-            with self._lock:
-                if self._state is state:
-                    state.action, state.next_at = "login", self.clock() + delay
-        return self._delay_until_next()
-
-    def _delay_until_next(self) -> float | None:
-        state = self._state
-        if state is None or state.next_at is None:
+            response = self.transport.hvac.auth.token.lookup_self()
+        except Exception as exc:  # one attempt only; the trail must never break a request
+            trail.finish("lookup", LOOKUP_SELF, outcome=type(exc).__name__, duration=time.perf_counter() - started)
             return None
-        return max(0.0, state.next_at - self.clock())
+        self._learn(response.get("data") if isinstance(response, dict) else None)
+        trail.finish("lookup", LOOKUP_SELF, outcome=OK, duration=time.perf_counter() - started, result=response)
+        return self.token_id
 
-    def _ensure_thread(self) -> None:
-        if not self.background or self._stopped:
-            return
-        running, state = self._thread, self._state
-        if running is not None and running.is_alive():
-            return  # the common case, without taking the lock
-        if not self._login_soon and (state is None or state.next_at is None):
-            return
-        with self._lock:
-            state = self._state
-            if not self._login_soon and (state is None or state.next_at is None):
-                return
-            if self._thread is not None and self._thread.is_alive():
-                return
-            thread = threading.Thread(
-                target=_keeper_loop, args=(weakref.ref(self),), name="flask-vault-keeper", daemon=True
+    def lookup(self) -> dict[str, Any]:
+        """The token's lookup-self data, with ``id`` and ``accessor`` replaced by ``token_id``."""
+        response = self.transport.request("lookup", LOOKUP_SELF, lambda: self.transport.hvac.auth.token.lookup_self())
+        data = dict(response.get("data") or {})
+        self._learn(data)
+        accessor = data.pop("accessor", None)
+        data.pop("id", None)
+        data["token_id"] = accessor_hash(accessor)
+        return data
+
+    # -- the renewal spine's subject (Renewable) ----------------------------------------
+
+    def renew(self) -> Term[TokenFacts]:
+        """Renew the token in use (``renew-self``)."""
+        try:
+            response = self.transport.request(
+                "renew",
+                "auth/token/renew-self",
+                lambda: self.transport.hvac.auth.token.renew_self(),
+                token_hooks=False,
             )
-            self._thread = thread
-        thread.start()
-
-    # -- single flight -----------------------------------------------------------------
-
-    def _busy(self) -> bool:
-        return bool(getattr(self._local, "busy", False))
-
-    @contextmanager
-    def _as_keeper(self) -> Iterator[None]:
-        """Requests made inside skip the keeper's own hooks (no login inside a login)."""
-        previous = self._busy()
-        self._local.busy = True
-        try:
-            yield
-        finally:
-            self._local.busy = previous
-
-    def _run_flight(self, body: Callable[[], int]) -> int:
-        return self._run_flight_ex(body)[0]
-
-    def _run_flight_ex(self, body: Callable[[], int]) -> tuple[int, bool]:
-        """Run ``body`` unless one is running; then wait for that one and share its outcome."""
-        with self._lock:
-            future = self._flight
-            leader = future is None
-            if future is None:
-                future = self._flight = Future()
-        if not leader:
-            try:
-                return future.result(timeout=self._flight_timeout()), False
-            except FutureTimeout:
-                raise VaultUnavailableError(
-                    f"Gave up waiting for the Vault login in progress ({self._flight_timeout():.0f}s).",
-                    url=self.client.url,
-                ) from None
-        try:
-            with self._as_keeper():
-                result = body()
-        except BaseException as exc:
-            self._end_flight(future)
-            future.set_exception(exc)
-            raise
-        self._end_flight(future)
-        future.set_result(result)
-        self._ensure_thread()
-        return result, True
-
-    def _end_flight(self, future: Future[int]) -> None:
-        with self._lock:
-            if self._flight is future:
-                self._flight = None
-
-    def _flight_timeout(self) -> float:
-        settings = self.client.settings
-        return (settings.timeout + 2) * (settings.max_retries + 1) * 3 + 10
-
-    # -- flight bodies (run by one thread at a time) ----------------------------------------
-
-    def _first_login(self) -> int:
-        if self._state is None:
-            self._log_in("first use")
-        return self._generation
-
-    def _scheduled_login(self, generation: int) -> int:
-        if self._generation == generation:
-            self._log_in("the token is near the end of its TTL")
-        return self._generation
-
-    def _recover_body(self, generation: int) -> int:
-        if self._generation != generation:
-            return self._generation
-        if self.client.token and self._token_still_valid(generation):
-            return generation  # a real permission denial
-        self.stats.recoveries += 1
-        if isinstance(self.authenticator, TokenAuth):
-            auth = self.authenticator
-            old = self.client.token
-            token = auth.read()
-            if not token and not old:
-                return generation  # no token anywhere: the request's own "no token" error says it
-            if not token or token == old:
-                advice = (
-                    "Is the Agent that writes it running?" if auth.source == "VAULT_TOKEN_FILE" else "Log in again."
-                )
-                raise VaultAuthError(
-                    f"Vault refused the {auth.describe()}: it expired or was revoked, and {auth.path} holds no "
-                    f"newer token. {advice}",
-                    url=self.client.url,
-                    status=403,
-                )
-            log.info("Vault refused the token; %s holds a new one, using it.", self.authenticator.describe())
-            self._install(LoginResult(token=token, created=False))
-            return self._generation
-        log.warning(
-            "Vault refused the token (token_id=%s): it expired or was revoked. Logging in again with %s.",
-            self.token_id,
-            self.method,
-        )
-        self._log_in("the token was refused")
-        return self._generation
-
-    def _reload_token_file(self) -> int:
-        assert isinstance(self.authenticator, TokenAuth)
-        token = self.authenticator.read()
-        if token and token != self.client.token:
-            log.info("The token in %s changed; using the new one.", self.authenticator.describe())
-            self._install(LoginResult(token=token, created=False))
-        return self._generation
-
-    def _renew_body(self, generation: int) -> int:
-        state = self._state
-        if self._generation != generation or state is None:
-            return self._generation
-        try:
-            response = self.client._call(
-                "renew", "auth/token/renew-self", lambda: self.client.hvac.auth.token.renew_self()
-            )
-        except VaultError as exc:
+        except VaultError:
             self.stats.renewal_failures += 1
-            if _unreachable(exc):
-                return self._renew_later(state, exc)
-            # Vault answered no: expired, revoked, not renewable, or past its max TTL (OpenBao: 500).
-            if state.created:
-                log.info("Vault refused to renew the token (token_id=%s): %s Logging in again.", state.token_id, exc)
-                self._log_in("renewal refused")
-            else:
-                self._warn_once(state, "Vault refused to renew the given token (token_id=%s): %s", state.token_id, exc)
-                state.next_at = None
-            return self._generation
-        self._backoff = RETRY_MIN
+            raise
         renewed = LoginResult.from_auth(response, where="auth/token/renew-self")
-        ttl = renewed.ttl or 0.0
-        now = self.clock()
         self.stats.renewals += 1
-        capped = (state.full_ttl is not None and ttl < state.full_ttl) or (
-            state.expires_at is not None and now + ttl <= state.expires_at
-        )
-        state.ttl, state.expires_at, state.renewable = ttl, now + ttl, renewed.renewable
-        log.debug("Renewed the Vault token (token_id=%s) for %ss.", state.token_id, _secs(ttl))
-        if capped and state.created:
-            log.info(
-                "The Vault token (token_id=%s) reached its max TTL (%ss left); logging in again.",
-                state.token_id,
-                _secs(ttl),
-            )
-            self._log_in("max TTL reached")
-        elif capped:
-            self._warn_once(
-                state,
-                "The Vault token (token_id=%s) reached its max TTL and expires in %ss; it cannot be extended. "
-                "Give the app a periodic token, a token file kept fresh by an Agent, or a login method.",
-                state.token_id,
-                _secs(ttl),
-            )
-            state.next_at = None
-        else:
-            self._schedule(state, now)
-        return self._generation
+        log.debug("Renewed the Vault token (token_id=%s) for %ss.", self.token_id, _secs(renewed.ttl or 0.0))
+        return Term(ttl=renewed.ttl or 0.0, renewable=renewed.renewable)
 
-    def _renew_later(self, state: _TokenState, exc: VaultError) -> int:
-        """Vault could not be asked: try again soon, or log in once the token has run out."""
-        now = self.clock()
-        left = None if state.expires_at is None else state.expires_at - now
-        if left is not None and left <= 0 and state.created:
-            state.action, state.next_at = "login", now + self._next_backoff()
-        else:
-            state.next_at = now + min(5.0, max(RETRY_MIN, (left or 0) / 3))
-        log.warning("Could not renew the Vault token (token_id=%s): %s Trying again soon.", state.token_id, exc)
-        return self._generation
-
-    # -- tokens --------------------------------------------------------------------------
-
-    def _log_in(self, reason: str) -> None:
+    def replace(self, reason: str) -> Term[TokenFacts] | None:
+        """Log in (or read the token file) for a new token and put it in place."""
         try:
-            result = self.authenticator.login(self.client)
+            result = self.authenticator.login(self.transport)
         except VaultError as exc:
             self.stats.login_failures += 1
-            self._last_login = type(exc).__name__
+            self.last_login = type(exc).__name__
             if isinstance(exc, VaultAuthError):
                 self._failure = (self.clock(), exc)
             raise
         self._failure = None
-        self._backoff = RETRY_MIN
         if result is None:
-            return
-        self._last_login = "ok"
-        self._install(result)
+            return None
+        self.last_login = OK
+        term = self._put_in_place(result)
         if not result.created:
             log.info("Using the Vault token from %s.", self.authenticator.describe())
         else:
@@ -557,85 +361,182 @@ class TokenKeeper:
                 "Logged in to Vault with %s (%s): token_id=%s ttl=%ss renewable=%s policies=%s",
                 self.authenticator.describe(),
                 reason,
-                self.token_id,
+                term.detail.token_id if term.detail else None,
                 _secs(result.ttl),
                 result.renewable,
                 ",".join(result.policies) or "-",
             )
+        return term
+
+    def revoke(self, timeout: float) -> None:
+        """Revoke the token in use (``revoke-self``, one attempt); at exit, so it only reports failures."""
+        token, token_id = self.transport.token, self.token_id
+        if not token:
+            return
+        started = time.perf_counter()
+        adapter = self.transport.side_adapter(token)
+        try:
+            adapter.post("/v1/auth/token/revoke-self", timeout=min(timeout, self.transport.settings.timeout))
+        except Exception as exc:  # at exit: report and move on
+            duration = time.perf_counter() - started
+            record("revoke", "auth/token/revoke-self", outcome=type(exc).__name__, duration=duration, token_id=token_id)
+            log.warning("Could not revoke the Vault token (token_id=%s) at exit (%s).", token_id, type(exc).__name__)
+            return
+        record(
+            "revoke", "auth/token/revoke-self", outcome=OK, duration=time.perf_counter() - started, token_id=token_id
+        )
+        log.info("Revoked the Vault token (token_id=%s) at exit.", token_id)
+
+    def drop(self) -> None:
+        """Forget the token (closed, or the parent's in a forked child)."""
+        self.transport.token = None
+
+    def after_fork(self) -> None:
+        """In a forked child: own HTTP session (and the client's own parts); counters start again."""
+        self.transport.reset_after_fork()
+        if self._on_fork is not None:
+            self._on_fork()
+        self.stats = KeeperStats()  # counters are per process
+        self._lookup_lock = threading.Lock()
+        self._failure = None
+        self._valid_confirmed = None
+
+    def report(
+        self, event: Event, *, error: VaultError | None = None, left: float | None = None, delay: float | None = None
+    ) -> None:
+        """Log what the renewal spine ran into."""
+        level, message = _REPORTS[event]
+        if log.isEnabledFor(level):
+            log.log(
+                level,
+                message.format(
+                    token_id=self.token_id,
+                    error=error,
+                    left=_secs(left),
+                    delay=delay or 0.0,
+                    method=self.method,
+                    source=self.authenticator.describe(),
+                ),
+            )
+
+    # -- flight bodies (run by one thread at a time) ----------------------------------------
+
+    def _first_login(self) -> None:
+        if self.renewal.current is None:
+            self.renewal.replace("first use")
+
+    def _recover_body(self, generation: int) -> None:
+        if self.generation != generation:
+            return
+        if self.transport.token and self._token_still_valid(generation):
+            return  # a real permission denial
+        self.stats.recoveries += 1
+        if isinstance(self.authenticator, TokenAuth):
+            auth = self.authenticator
+            old = self.transport.token
+            token = auth.read()
+            if not token and not old:
+                return  # no token anywhere: the request's own "no token" error says it
+            if not token or token == old:
+                advice = "Is the Agent that writes it running?" if auth.from_agent else "Log in again."
+                raise VaultAuthError(
+                    f"Vault refused the {auth.describe()}: it expired or was revoked, and {auth.path} holds no "
+                    f"newer token. {advice}",
+                    url=self.transport.url,
+                    status=403,
+                )
+            log.info("Vault refused the token; %s holds a new one, using it.", self.authenticator.describe())
+            self._install(LoginResult(token=token, created=False))
+            return
+        log.warning(
+            "Vault refused the token (token_id=%s): it expired or was revoked. Logging in again with %s.",
+            self.token_id,
+            self.method,
+        )
+        self.renewal.replace("the token was refused")
+
+    def _reload_token_file(self) -> None:
+        assert isinstance(self.authenticator, TokenAuth)
+        token = self.authenticator.read()
+        if token and token != self.transport.token:
+            log.info("The token in %s changed; using the new one.", self.authenticator.describe())
+            self._install(LoginResult(token=token, created=False))
+
+    # -- tokens --------------------------------------------------------------------------
+
+    def _put_in_place(self, result: LoginResult) -> Term[TokenFacts]:
+        """Send ``result``'s token from now on; its term, for the spine to schedule."""
+        self.transport.token = result.token
+        self._valid_confirmed = None
+        facts = TokenFacts(accessor_hash(result.accessor), result.created, result.policies)
+        return self._term(result.ttl, renewable=result.renewable, facts=facts)
 
     def _install(self, result: LoginResult) -> None:
-        now = self.clock()
-        ttl = result.ttl
-        state = _TokenState(
-            token_id=audit.accessor_hash(result.accessor),
-            created=result.created,
-            ttl=ttl,
-            full_ttl=ttl,
-            renewable=result.renewable,
-            policies=result.policies,
-            expires_at=now + ttl if ttl else None,
-        )
-        self._schedule(state, now)
-        with self._lock:
-            self.client.token = result.token
-            self._state = state
-            self._generation += 1
-            self._valid_confirmed = None
-            self._login_soon = False
-        self._wake.set()
+        self.renewal.install(self._put_in_place(result))
 
-    def _schedule(self, state: _TokenState, now: float) -> None:
-        if not state.ttl:
-            state.next_at, state.action = None, None
-            return
-        from_agent_file = isinstance(self.authenticator, TokenAuth) and self.authenticator.source == "VAULT_TOKEN_FILE"
-        if state.renewable and not from_agent_file:
-            action: str | None = "renew"
-        elif state.created:
-            action = "login"
-        elif not from_agent_file and not state.warned:
-            action = "warn"
-        else:
-            action = None  # an Agent keeps its sink's token fresh
-        fraction = RENEW_FRACTION * (1 - random.uniform(0, self.jitter))
-        state.action = action
-        state.next_at = None if action is None else now + state.ttl * fraction
+    def _term(
+        self, ttl: float | None, *, renewable: bool, facts: TokenFacts, full_ttl: float | None = None
+    ) -> Term[TokenFacts]:
+        agent = isinstance(self.authenticator, TokenAuth) and self.authenticator.from_agent
+        revoke = self.revoke_on_exit is not False and (
+            facts.created or (bool(self.revoke_on_exit) and not self.authenticator.refreshable)
+        )  # an explicit VAULT_REVOKE_ON_EXIT=true also revokes a VAULT_TOKEN, never a token file's
+        return Term(
+            ttl=ttl,
+            renewable=renewable,
+            replaceable=facts.created,
+            managed=not agent,  # an Agent keeps its sink's token fresh
+            revoke_at_close=revoke,
+            full_ttl=full_ttl,
+            detail=facts,
+        )
 
     def _look_up_given_token(self) -> None:
         """Learn the TTL of a token given as is (one request, no retries, never raising)."""
         try:
-            with self._as_keeper():
-                response = self.client.hvac.auth.token.lookup_self()
+            response = self.transport.hvac.auth.token.lookup_self()
             data = response["data"]
         except Exception as exc:  # the first real request will report the problem properly
             log.debug("Could not look the given Vault token up (%s).", type(exc).__name__)
             return
-        state = self._state
-        if state is None or not isinstance(data, dict):
+        facts = self._facts
+        if facts is None or not isinstance(data, dict):
             return
-        now = self.clock()
         ttl = float(data.get("ttl") or 0)
-        state.ttl, state.renewable = ttl, bool(data.get("renewable"))
-        state.full_ttl = float(data.get("creation_ttl") or ttl)
-        state.policies = tuple(sorted(str(p) for p in data.get("policies") or []))
-        state.token_id = audit.accessor_hash(data.get("accessor") if isinstance(data.get("accessor"), str) else None)
-        state.expires_at = now + ttl if ttl else None
-        self._schedule(state, now)
-        if ttl and not state.renewable:
+        facts.policies = tuple(sorted(str(p) for p in data.get("policies") or []))
+        facts.token_id = accessor_hash(data.get("accessor") if isinstance(data.get("accessor"), str) else None)
+        renewable = bool(data.get("renewable"))
+        full_ttl = float(data.get("creation_ttl") or ttl)
+        self.renewal.update(self._term(ttl, renewable=renewable, facts=facts, full_ttl=full_ttl))
+        if ttl and not renewable:
             log.info(
-                "The given Vault token (token_id=%s) cannot be renewed and expires in %ss.", state.token_id, _secs(ttl)
+                "The given Vault token (token_id=%s) cannot be renewed and expires in %ss.", facts.token_id, _secs(ttl)
             )
+
+    def _learn(self, data: Any) -> None:
+        """A lookup-self answer of the token in use: remember its accessor hash and expiry."""
+        facts = self._facts
+        if facts is None or not isinstance(data, dict) or data.get("id") != self.transport.token:
+            return
+        if facts.token_id is None and isinstance(data.get("accessor"), str):
+            facts.token_id = accessor_hash(data["accessor"])
+        ttl = data.get("ttl")
+        if isinstance(ttl, int) and not isinstance(ttl, bool) and ttl >= 0:
+            self.renewal.note_expiry(float(ttl))
 
     def _token_still_valid(self, generation: int) -> bool:
         confirmed = self._valid_confirmed
         if confirmed is not None and confirmed[0] == generation and self.clock() - confirmed[1] < VALID_FOR:
             return True
         try:
-            self.client._call("lookup", "auth/token/lookup-self", lambda: self.client.hvac.auth.token.lookup_self())
+            response = self.transport.request(
+                "lookup", LOOKUP_SELF, lambda: self.transport.hvac.auth.token.lookup_self(), token_hooks=False
+            )
         except VaultUnavailableError:
             return True  # cannot tell: keep the token and report the original error
         except VaultError as exc:
             return exc.status != 403
+        self._learn(response.get("data") if isinstance(response, dict) else None)
         self._valid_confirmed = (generation, self.clock())
         return True
 
@@ -658,103 +559,6 @@ class TokenKeeper:
         self._next_file_check = self.clock() + FILE_CHECK_INTERVAL
         return auth.changed()
 
-    def _warn_expiring(self, state: _TokenState, now: float) -> None:
-        left = None if state.expires_at is None else state.expires_at - now
-        self._warn_once(
-            state,
-            "The Vault token (token_id=%s, from %s) cannot be renewed and expires in %ss. Give the app a renewable "
-            "token, a token file kept fresh by an Agent, or a login method (docs/auth.md).",
-            state.token_id,
-            self.authenticator.describe(),
-            _secs(left),
-        )
-        state.next_at, state.action = None, None
-
-    @staticmethod
-    def _warn_once(state: _TokenState, message: str, *args: Any) -> None:
-        if not state.warned:
-            state.warned = True
-            log.warning(message, *args)
-
-    def _next_backoff(self) -> float:
-        delay = self._backoff
-        self._backoff = min(RETRY_MAX, self._backoff * 2)
-        return random.uniform(delay / 2, delay)
-
-    # -- fork --------------------------------------------------------------------------
-
-    def _after_fork_in_child(self) -> None:
-        """In a forked child: own locks, own HTTP session; a logged-in token is replaced.
-
-        The parent's token is dropped, not revoked (the parent still uses it), and the
-        child's own keeper thread logs in at once; a request that comes first waits for
-        that login. Nothing here logs or sends a request: it runs inside ``fork()``.
-        """
-        state = self._state
-        self._reset_process_state()
-        self.client._reset_after_fork()
-        self.stats = KeeperStats()  # counters are per process
-        self._failure = None
-        self._valid_confirmed = None
-        if state is not None and state.created:
-            self.client.token = None
-            self._state = None
-            self._generation += 1
-            self._login_soon = not self._stopped
-            self._ensure_thread()
-
-
-def _unreachable(exc: VaultError) -> bool:
-    """Vault could not be asked (down, timed out, sealed, standby): its answer is still to come."""
-    return isinstance(exc, VaultUnavailableError) and (exc.status is None or exc.status in (429, 472, 473, 503))
-
 
 def _secs(value: float | None) -> str:
     return "?" if value is None else f"{value:.0f}" if value >= 10 else f"{value:.1f}"
-
-
-def _keeper_loop(ref: weakref.ref[TokenKeeper]) -> None:
-    """The background thread: step, then sleep until the next thing is due or a wake-up."""
-    while True:
-        keeper = ref()
-        if keeper is None or keeper._stopped or keeper._thread is not threading.current_thread():
-            return
-        wake = keeper._wake
-        wake.clear()
-        try:
-            delay = keeper.step()
-        except Exception:
-            log.exception("The Vault token keeper failed; trying again in %ss.", RETRY_MIN * 10)
-            delay = RETRY_MIN * 10
-        if delay is None:
-            with keeper._lock:
-                state = keeper._state
-                if not keeper._login_soon and (state is None or state.next_at is None):
-                    if keeper._thread is threading.current_thread():
-                        keeper._thread = None
-                    return
-            delay = 0.0
-        del keeper
-        wake.wait(delay)
-
-
-#: Every live keeper of this process, for fork and exit handling.
-_KEEPERS: weakref.WeakSet[TokenKeeper] = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:
-    for keeper in list(_KEEPERS):
-        keeper._after_fork_in_child()
-
-
-def _close_all_at_exit() -> None:
-    for keeper in list(_KEEPERS):
-        if keeper._pid == os.getpid():
-            try:
-                keeper.close()
-            except Exception:  # never let exit handling raise
-                log.debug("Closing a Vault token keeper at exit failed.", exc_info=True)
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
-atexit.register(_close_all_at_exit)

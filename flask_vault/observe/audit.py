@@ -18,24 +18,20 @@ Never a secret value, a token or an accessor. ``token_id`` matches
 ``bao token lookup``, so an operator who knows an accessor can find its records, while
 the trail itself cannot be used to look up, renew or revoke the token.
 
-The accessor is learnt without extra requests from every login, renewal and
-lookup-self answer. For a token given as is (``VAULT_TOKEN``), the first successful
-request of that token is followed by one ``lookup-self`` to learn it, and only when
-the logger is enabled for INFO (that is, when the trail is being kept).
+A login's or renewal's record carries the tag of the token it produced (from Vault's
+answer); every other record the tag of the token in use, which the token keeper
+(:mod:`flask_vault.auth.keeper`) knows and hands to the trail.
 
-:class:`AuditTrail` is what a :class:`~flask_vault.client.VaultClient` uses: it emits
-the record, counts the operation in :class:`~flask_vault.observe.metrics.VaultMetrics` and
-remembers accessor hashes. Code that groups several requests into one operation
-(rotation, backups) wraps it in :meth:`AuditTrail.operation`.
+:class:`AuditTrail` is what a client's transport uses: it emits the record and counts the
+operation in :class:`~flask_vault.observe.metrics.VaultMetrics`. Code that groups several
+requests into one operation (rotation, backups) wraps it in :meth:`AuditTrail.operation`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -46,12 +42,15 @@ from flask_vault.observe.metrics import VaultMetrics
 audit_log = logging.getLogger("flask_vault.audit")
 
 OK = "ok"
-#: The path recorded for the lookup that learns a token's accessor.
-LOOKUP_SELF_PATH = "auth/token/lookup-self"
 #: Operations whose own answer names the accessor (or that must not trigger a lookup).
 _NO_LOOKUP_AFTER = frozenset({"lookup", "login", "renew", "revoke", "health"})
-#: How many tokens' accessor hashes are remembered (the current one and a few before it).
-_REMEMBERED_TOKENS = 16
+
+#: ``token_id(resolve)``: the tag of the token in use; ``resolve`` allows one lookup to learn it.
+TokenIdSource = Callable[[bool], "str | None"]
+
+
+def _no_token_id(resolve: bool) -> str | None:
+    return None
 
 
 def accessor_hash(accessor: str | None) -> str | None:
@@ -97,87 +96,17 @@ def record(
     )
 
 
-def _fingerprint(token: str) -> str:
-    # Only ever compared in memory, never logged: a key for "which token is this".
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-class TokenTags:
-    """Accessor hashes (and expiry, when known) of recently used tokens.
-
-    Keyed by a fingerprint of the token; neither token nor accessor is kept.
-    """
-
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self.clock = clock
-        self._lock = threading.Lock()
-        self._tags: OrderedDict[str, str] = OrderedDict()
-        self._expiry: dict[str, float | None] = {}
-        self._tried: set[str] = set()
-
-    def remember(self, token: str, accessor: str, *, ttl: Any = None) -> None:
-        """``ttl``: seconds the token has left (0: it never expires), when the answer said."""
-        tag = accessor_hash(accessor)
-        if not token or tag is None:
-            return
-        key = _fingerprint(token)
-        with self._lock:
-            self._tags[key] = tag
-            self._tags.move_to_end(key)
-            if isinstance(ttl, int) and not isinstance(ttl, bool) and ttl >= 0:
-                self._expiry[key] = None if ttl == 0 else self.clock() + ttl
-            while len(self._tags) > _REMEMBERED_TOKENS:
-                old, _ = self._tags.popitem(last=False)
-                self._expiry.pop(old, None)
-
-    def learn(self, response: Any) -> None:
-        """Remember the accessor (and TTL) named in a login, renewal or lookup answer, if any."""
-        if not isinstance(response, dict):
-            return
-        auth = response.get("auth")
-        if isinstance(auth, dict) and _both_str(auth.get("client_token"), auth.get("accessor")):
-            self.remember(auth["client_token"], auth["accessor"], ttl=auth.get("lease_duration"))
-        data = response.get("data")
-        if isinstance(data, dict) and _both_str(data.get("id"), data.get("accessor")):
-            self.remember(data["id"], data["accessor"], ttl=data.get("ttl"))
-
-    def expires_at(self, token: str) -> tuple[bool, float | None]:
-        """(known, expiry on ``clock``; None: never expires) for ``token``."""
-        key = _fingerprint(token)
-        with self._lock:
-            if key not in self._expiry:
-                return False, None
-            return True, self._expiry[key]
-
-    def get(self, token: str) -> str | None:
-        with self._lock:
-            return self._tags.get(_fingerprint(token))
-
-    def known(self, token: str) -> bool:
-        with self._lock:
-            return _fingerprint(token) in self._tags
-
-    def claim_lookup(self, token: str) -> bool:
-        """True once per token: the caller may look its accessor up."""
-        key = _fingerprint(token)
-        with self._lock:
-            if key in self._tags or key in self._tried:
-                return False
-            if len(self._tried) > 4 * _REMEMBERED_TOKENS:
-                self._tried.clear()
-            self._tried.add(key)
-            return True
-
-
-def _issued_token_id(response: Any) -> str | None:
-    auth = response.get("auth") if isinstance(response, dict) else None
+def answer_token_id(operation: str, result: Any) -> str | None:
+    """The tag of the token Vault's answer names: a login's or renewal's, or a lookup-self's own."""
+    if not isinstance(result, dict):
+        return None
+    auth = result.get("auth")
     if isinstance(auth, dict) and isinstance(auth.get("accessor"), str):
         return accessor_hash(auth["accessor"])
+    data = result.get("data")
+    if operation == "lookup" and isinstance(data, dict) and isinstance(data.get("accessor"), str):
+        return accessor_hash(data["accessor"])
     return None
-
-
-def _both_str(token: Any, accessor: Any) -> bool:
-    return isinstance(token, str) and isinstance(accessor, str) and bool(token) and bool(accessor)
 
 
 @dataclass
@@ -190,61 +119,16 @@ class AuditedOperation:
 
 
 class AuditTrail:
-    """One client's audit trail: records, counters and the accessor hash of its token.
+    """One client's audit trail: emits the records and counts them in ``metrics``.
 
-    ``token`` returns the token currently in use; ``token_id_hint`` what the login code
-    already knows of its accessor hash (the token keeper's ``token_id``), if anything;
-    ``lookup_self`` makes one raw ``auth/token/lookup-self`` request with the token (no
-    retries), used only when neither knows it.
+    ``token_id(resolve)`` gives the tag of the token in use (the token keeper owns it);
+    with ``resolve`` it may look the accessor up once when it is not known yet. The
+    trail asks for it only when the record is going to be emitted.
     """
 
-    def __init__(
-        self,
-        *,
-        token: Callable[[], str | None],
-        token_id_hint: Callable[[], str | None] | None = None,
-        lookup_self: Callable[[], Any] | None = None,
-        metrics: VaultMetrics | None = None,
-    ) -> None:
+    def __init__(self, *, token_id: TokenIdSource | None = None, metrics: VaultMetrics | None = None) -> None:
         self.metrics = metrics if metrics is not None else VaultMetrics()
-        self.tags = TokenTags()
-        self._token = token
-        self._token_id_hint = token_id_hint
-        self._lookup_self = lookup_self
-        #: Outcome of the most recent "login" operation ("ok", an error class name, or None).
-        self.last_login_outcome: str | None = None
-
-    def token_id(self, *, resolve: bool = False) -> str | None:
-        """The accessor hash of the token in use; with ``resolve``, look it up once if unknown."""
-        token = self._token()
-        if not token:
-            return None
-        tag = self.tags.get(token)
-        if tag is None and self._token_id_hint is not None:
-            hint = self._token_id_hint()
-            tag = hint if isinstance(hint, str) and hint else None
-        if tag is not None or not resolve or self._lookup_self is None:
-            return tag
-        if not audit_log.isEnabledFor(logging.INFO) or not self.tags.claim_lookup(token):
-            return None
-        self._look_up_accessor()
-        return self.tags.get(token)
-
-    def note_accessor(self, accessor: str | None, token: str | None = None) -> None:
-        """Hook for login code: the accessor of ``token`` (default: the token in use)."""
-        token = token or self._token()
-        if token and accessor:
-            self.tags.remember(token, accessor)
-
-    def _look_up_accessor(self) -> None:
-        assert self._lookup_self is not None
-        started = time.perf_counter()
-        try:
-            response = self._lookup_self()
-        except Exception as exc:  # one attempt only; the trail must never break a request
-            self.finish("lookup", LOOKUP_SELF_PATH, outcome=type(exc).__name__, duration=time.perf_counter() - started)
-            return
-        self.finish("lookup", LOOKUP_SELF_PATH, outcome=OK, duration=time.perf_counter() - started, result=response)
+        self._token_id = token_id or _no_token_id
 
     def finish(
         self,
@@ -259,16 +143,12 @@ class AuditTrail:
     ) -> None:
         """Count and record one finished operation; ``result`` is Vault's answer when it succeeded."""
         self.metrics.observe(operation, outcome, duration)
-        if operation == "login":
-            self.last_login_outcome = outcome
-        if result is not None:
-            self.tags.learn(result)
         level = logging.INFO if outcome == OK else logging.WARNING
         if not audit_log.isEnabledFor(level):
             return
         # A login or renewal is recorded with the token it produced; anything else with the token in use.
-        token_id = _issued_token_id(result) or self.token_id(
-            resolve=outcome == OK and operation not in _NO_LOOKUP_AFTER
+        token_id = answer_token_id(operation, result) or self._token_id(
+            outcome == OK and operation not in _NO_LOOKUP_AFTER
         )
         record(
             operation,

@@ -3,7 +3,8 @@
 Each :class:`~flask_vault.client.VaultClient` owns a :class:`VaultMetrics` that counts
 its Vault requests by operation and outcome (fed by the audit trail, so every request
 that leaves an audit record is counted once). :func:`collect_stats` joins them with the
-cache's counters and the health probe's into the dict ``vault.stats()`` returns.
+cache's counters, the health probe's and the token keeper's (logins and renewals are
+counted there, once) into the dict ``vault.stats()`` returns.
 
 With the optional ``prometheus`` extra, :func:`track` registers one collector per
 process in ``prometheus_client.REGISTRY`` (the first time an app is initialised) and
@@ -21,9 +22,6 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from flask_vault.state import VaultState
 
-#: Operation names counted as logins and renewals in ``stats()``.
-LOGIN_OPERATIONS = frozenset({"login"})
-RENEW_OPERATIONS = frozenset({"renew"})
 OK = "ok"
 
 
@@ -67,21 +65,15 @@ class VaultMetrics:
         with self._lock:
             return {op: (int(c), s) for op, (c, s) in self._durations.items()}
 
-    def reset(self) -> None:
-        with self._lock:
-            self._counts.clear()
-            self._durations.clear()
-
 
 def collect_stats(state: VaultState) -> dict[str, Any]:
-    """The counters of one app: requests, cache, logins, renewals, health probes."""
+    """The counters of one app: requests, cache, health probes, and the token keeper's logins and renewals."""
     client = state.client
     metrics: VaultMetrics = client.metrics
     requests = metrics.requests()
     total = sum(sum(outcomes.values()) for outcomes in requests.values())
     ok = sum(outcomes.get(OK, 0) for outcomes in requests.values())
-    logins = sum(metrics.count(op, OK) for op in LOGIN_OPERATIONS)
-    renewals = sum(metrics.count(op, OK) for op in RENEW_OPERATIONS)
+    keeper = client.keeper.stats
     cache = client.cache
     outage_since = cache.outage_since
     monitor = getattr(state, "health", None)
@@ -92,10 +84,10 @@ def collect_stats(state: VaultState) -> dict[str, Any]:
         "cache": cache.stats.as_dict(),
         "cache_entries": len(cache),
         "outage_seconds": None if outage_since is None else round(max(0.0, cache.clock() - outage_since), 3),
-        "logins": logins,
-        "login_failures": sum(metrics.count(op) for op in LOGIN_OPERATIONS) - logins,
-        "renewals": renewals,
-        "renewal_failures": sum(metrics.count(op) for op in RENEW_OPERATIONS) - renewals,
+        "logins": keeper.logins,
+        "login_failures": keeper.login_failures,
+        "renewals": keeper.renewals,
+        "renewal_failures": keeper.renewal_failures,
         "health_probes": monitor.probes if monitor is not None else 0,
         "health_status": monitor.last_status if monitor is not None else None,
     }

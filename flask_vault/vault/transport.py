@@ -1,28 +1,279 @@
-"""The HTTP layer under hvac: status codes on errors, and safe redirects.
+"""The one request path to Vault: retries, failover, safe redirects, error translation, audit.
 
-hvac's own adapter loses the HTTP status of statuses it has no exception class for
-(412, 472, 473, 504, ...) and, with ``allow_redirects``, would let ``requests`` carry
-the ``X-Vault-Token`` header to whatever host a redirect names. This adapter keeps the
-status on every error and follows at most one redirect, same scheme, only to a
-configured Vault address.
+Every request flask-vault makes (KV, Transit, logins, renewals, the health probe's token
+lookup, writes) goes through :meth:`Transport.request`:
+
+* before it, the token's owner (the keeper, plugged in with :meth:`Transport.attach`) may
+  log in first; after a 403 it may replace an expired or revoked token, and the request
+  is then sent once more;
+* a request Vault could not answer (connection error, 429, 412, 5xx but 501) is retried
+  with jittered exponential backoff, within :data:`RETRY_BUDGET` seconds of waiting and
+  ``VAULT_MAX_RETRIES`` retries; a connection error moves on to the next address of
+  ``VAULT_URL``; a write that may have reached Vault is never sent twice;
+* failures become :mod:`flask_vault.errors` (see :mod:`flask_vault.vault.translate`);
+* each request leaves one record in the audit trail (:mod:`flask_vault.observe.audit`).
+
+Underneath, :class:`VaultAdapter` keeps the HTTP status of every error and follows at most
+one redirect, same scheme, only to a configured Vault address: hvac's own adapter loses
+the status of statuses it has no exception class for (412, 472, 473, 504, ...) and, with
+``allow_redirects``, would let ``requests`` carry the ``X-Vault-Token`` header to whatever
+host a redirect names.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import os
+import random
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
+import hvac
 import hvac.adapters
 import hvac.exceptions
 import requests
 
-from flask_vault.errors import VaultError
+from flask_vault.errors import VaultError, VaultUnavailableError
+from flask_vault.observe.audit import OK, AuditTrail, TokenIdSource
+from flask_vault.settings import VaultSettings
+from flask_vault.vault.translate import Where, translate
+
+T = TypeVar("T")
+
+#: Longest total time spent backing off between retries of one request (seconds).
+RETRY_BUDGET = 10.0
+_BACKOFF_BASE = 0.1
+_BACKOFF_CAP = 2.0
+
+
+class TokenHooks(Protocol):
+    """How the owner of the token takes part in every request (the token keeper implements it)."""
+
+    def before_call(self) -> int:
+        """Before a request: make sure there is a token; returns its generation."""
+        ...
+
+    def recover(self, error: VaultError, generation: int) -> bool:
+        """After ``error``: True when a new token is in place and the request should be sent again."""
+        ...
+
+
+class _NoHooks:
+    def before_call(self) -> int:
+        return 0
+
+    def recover(self, error: VaultError, generation: int) -> bool:
+        return False
+
+
+class Transport:
+    """One client's connection to Vault: the hvac client, its addresses, hooks and audit trail.
+
+    ``request`` is the only way a request is sent; see the module docstring. The token
+    itself is set by its owner through :attr:`token`.
+    """
+
+    def __init__(self, settings: VaultSettings, *, trail: AuditTrail | None = None) -> None:
+        self.settings = settings
+        #: Audit records and request counters (see flask_vault.observe.audit).
+        self.trail = trail if trail is not None else AuditTrail(token_id=self._token_id)
+        self._hooks: TokenHooks = _NoHooks()
+        self._token_id_source: TokenIdSource | None = None
+        self._url_index = 0
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+        self._hvac = self._new_hvac_client(settings.token)
+
+    def attach(self, hooks: TokenHooks, *, token_id: TokenIdSource) -> None:
+        """Plug the token's owner in: its hooks run around every request, ``token_id`` tags the records."""
+        self._hooks = hooks
+        self._token_id_source = token_id
+
+    def _token_id(self, resolve: bool) -> str | None:
+        source = self._token_id_source
+        return source(resolve) if source is not None else None
+
+    # -- the HTTP client ---------------------------------------------------------------
+
+    def _new_hvac_client(self, token: str | None) -> hvac.Client:
+        session = requests.Session()
+        session.trust_env = False  # no proxy or netrc surprises from the environment
+        # hvac prefers a passed session's own `verify` (True by default) over its verify argument.
+        session.verify = self.settings.verify
+        client = hvac.Client(
+            url=self.url,
+            token=token or "",  # "" stops hvac from reading VAULT_TOKEN or ~/.vault-token itself
+            verify=self.settings.verify,
+            timeout=self.settings.timeout,  # type: ignore[arg-type]  # requests takes floats
+            namespace=self.settings.namespace,
+            session=session,
+            adapter=VaultAdapter,
+            allow_redirects=False,  # VaultAdapter follows one redirect, to a configured address only
+        )
+        _adapter_of(client).allowed_origins = frozenset(origin_of(url) for url in self.settings.urls)
+        return client
+
+    def reset_after_fork(self) -> None:
+        """In a forked child: a fresh lock and an HTTP session of its own (once per process)."""
+        if self._pid == os.getpid():
+            return
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+        self._hvac = self._new_hvac_client(self.token)
+
+    @property
+    def hvac(self) -> hvac.Client:
+        """The hvac client (its adapter sends the token in use)."""
+        return self._hvac
+
+    @property
+    def adapter(self) -> VaultAdapter:
+        return _adapter_of(self._hvac)
+
+    @property
+    def url(self) -> str:
+        """The Vault address currently in use (the last one that answered)."""
+        return self.settings.urls[self._url_index]
+
+    @property
+    def token(self) -> str | None:
+        return self._hvac.token or None
+
+    @token.setter
+    def token(self, value: str | None) -> None:
+        self._hvac.token = value or ""
+
+    def side_adapter(self, token: str | None, *, url: str | None = None) -> VaultAdapter:
+        """An adapter on this session, at the address in use (or ``url``), that sends ``token`` (or none).
+
+        Built per request, so it follows failover; logins send no token, an unwrap only
+        the wrapping token, a revoke at exit the token being revoked.
+        """
+        main = self.adapter
+        adapter = VaultAdapter.from_adapter(main)
+        adapter.token = token
+        adapter.allowed_origins = main.allowed_origins
+        if url is not None:
+            adapter.base_uri = url
+        return adapter
+
+    def node_is_active(self) -> bool:
+        """True when the address in use says it is the active node (``sys/health`` 200)."""
+        try:
+            return self.adapter.raw_get("/v1/sys/health").status_code == 200
+        except requests.RequestException:
+            return False
+
+    # -- requests ----------------------------------------------------------------------
+
+    def request(
+        self,
+        operation: str,
+        path: str,
+        func: Callable[[], T],
+        *,
+        idempotent: bool = True,
+        token_hooks: bool = True,
+    ) -> T:
+        """Run ``func`` (one Vault request) with retries, failover, error translation and an audit record.
+
+        ``operation`` and ``path`` name it in the audit trail and in errors.
+        ``idempotent=False``: never sent twice once it may
+        have reached Vault. ``token_hooks=False`` for the requests the token's owner makes
+        itself (logins, renewals, lookups): no login first, no token recovery after.
+        """
+        hooks = self._hooks if token_hooks else _NO_HOOKS
+        started = time.perf_counter()
+        attempt = 0
+        backoff_spent = 0.0
+        relogged = False
+        while True:
+            generation = hooks.before_call()
+            try:
+                result = func()
+            except Exception as exc:
+                error = translate(exc, self._where(path))
+                if not relogged and hooks.recover(error, generation):
+                    relogged = True  # a new token replaced an expired or revoked one: send it once more
+                    continue
+                delay = self._retry_delay(exc, error, attempt, idempotent)
+                if delay is None or backoff_spent + delay > RETRY_BUDGET:
+                    duration = time.perf_counter() - started
+                    self.trail.finish(
+                        operation, path, outcome=type(error).__name__, duration=duration, status=error.status
+                    )
+                    raise error from exc
+                if _is_connection_error(exc):
+                    self._fail_over()
+                attempt += 1
+                backoff_spent += delay
+                time.sleep(delay)
+                continue
+            self.trail.finish(
+                operation,
+                path,
+                outcome=OK,
+                duration=time.perf_counter() - started,
+                version=_version_of(result),
+                result=result,
+            )
+            return result
+
+    def _where(self, path: str) -> Where:
+        settings = self.settings
+        return Where(self.url, settings.mount_point, path, settings.timeout, has_token=bool(self.token))
+
+    def _retry_delay(self, exc: Exception, error: VaultError, attempt: int, idempotent: bool) -> float | None:
+        if attempt >= self.settings.max_retries or not isinstance(error, VaultUnavailableError):
+            return None
+        if not idempotent and not isinstance(exc, requests.ConnectionError):
+            return None  # the request may have reached Vault: do not write twice
+        if error.status == 501:  # not initialized: waiting will not help
+            return None
+        if isinstance(exc, requests.ReadTimeout):
+            return None  # a hung server: retrying would multiply the wait the timeout promised
+        if isinstance(exc, requests.exceptions.SSLError):
+            return None  # a certificate problem does not go away by waiting
+        return random.uniform(0, min(_BACKOFF_CAP, _BACKOFF_BASE * 2**attempt))
+
+    def _fail_over(self) -> None:
+        if len(self.settings.urls) < 2:
+            return
+        with self._lock:
+            self._url_index = (self._url_index + 1) % len(self.settings.urls)
+            self._hvac.adapter.base_uri = self.url
+
+
+_NO_HOOKS = _NoHooks()
+
+
+def _adapter_of(client: hvac.Client) -> VaultAdapter:
+    adapter = client.adapter
+    assert isinstance(adapter, VaultAdapter)
+    return adapter
+
+
+def _is_connection_error(exc: Exception) -> bool:
+    return isinstance(exc, requests.ConnectionError) and not isinstance(exc, requests.ReadTimeout)
+
+
+def _version_of(result: Any) -> int | None:
+    if isinstance(result, dict):
+        data = result.get("data")
+        if isinstance(data, dict):
+            meta = data.get("metadata")
+            for source in (meta, data):
+                if isinstance(source, dict) and isinstance(source.get("version"), int):
+                    return int(source["version"])
+    return None
 
 
 class VaultAdapter(hvac.adapters.JSONAdapter):
     """JSONAdapter that records ``status_code`` on errors and vets redirects."""
 
-    #: scheme://host:port of every configured Vault address; set by the client.
+    #: scheme://host:port of every configured Vault address; set by the transport.
     allowed_origins: frozenset[str] = frozenset()
 
     def request(self, method: str, url: str, headers: Any = None, raise_exception: bool = True, **kwargs: Any) -> Any:

@@ -36,9 +36,12 @@ from flask import Flask
 
 from flask_vault import FlaskVault, VaultAuthError, VaultClient, VaultConfigError, VaultSettings
 from flask_vault.auth.methods import (
+    AUTH_METHODS,
     AppRoleAuth,
+    Authenticator,
     JWTAuth,
     KubernetesAuth,
+    LoginResult,
     TokenAuth,
     authenticator_from_settings,
     infer_auth_method,
@@ -135,6 +138,30 @@ def test_bad_login_settings_fail_init_app_before_any_request(config: dict[str, A
     assert excinfo.value.key == key
     for secret in ("x.y.z", '"s"', "'s'", "'w'"):
         assert secret not in str(excinfo.value)
+
+
+class _CertAuth(Authenticator):
+    """A login method as a newcomer would add one: a class, and one entry in AUTH_METHODS."""
+
+    method = "cert"
+
+    @classmethod
+    def from_settings(cls, settings: VaultSettings) -> _CertAuth:
+        return cls()
+
+    def login(self, transport: Any) -> LoginResult:
+        return LoginResult(token="s.from-cert", ttl=0, created=True)
+
+
+def test_a_login_method_is_one_class_plus_one_registry_entry(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = VaultSettings.load({"VAULT_URL": "http://vault.test:8200", "VAULT_AUTH_METHOD": "cert"}, {})
+    with pytest.raises(VaultConfigError, match="VAULT_AUTH_METHOD must be one of token, approle, jwt, kubernetes"):
+        authenticator_from_settings(settings)
+    monkeypatch.setitem(AUTH_METHODS, "cert", _CertAuth)
+    client = VaultClient(settings=settings)
+    client.keeper.start()
+    assert (client.keeper.method, client.token, client.keeper.stats.logins) == ("cert", "s.from-cert", 1)
+    client.keeper.close(revoke=False)
 
 
 def test_authenticators_show_no_credential_in_repr() -> None:

@@ -13,7 +13,7 @@ import pytest
 from flask import Flask
 
 from flask_vault import FlaskVault, VaultClient, VaultConfigError, VaultSettings
-from flask_vault.settings import DEFAULT_SECRETS
+from flask_vault.settings import CREDENTIAL_KEYS, DEFAULT_SECRETS, LOGIN_CREDENTIAL_KEYS
 
 # key, attribute, value in config, value in the environment (a string), parsed from config, from env, default
 PRECEDENCE_CASES = [
@@ -155,6 +155,26 @@ def test_bad_credential_value_is_never_shown_in_the_message(key: str) -> None:
     assert key in str(excinfo.value)
     assert str(credential) not in str(excinfo.value)
     assert str(credential) not in repr(excinfo.value)
+
+
+def test_credentials_are_marked_once_and_every_list_of_them_follows_the_mark() -> None:
+    values = {
+        "VAULT_TOKEN": "canary-token",
+        "VAULT_SECRET_ID": "canary-secret-id",
+        "VAULT_WRAPPED_SECRET_ID": "canary-wrapped",
+        "VAULT_JWT": "canary-jwt",
+        "VAULT_HEALTH_TOKEN": "canary-health",
+        "VAULT_ROLE_ID": "role-id-is-not-a-credential",
+    }
+    assert set(LOGIN_CREDENTIAL_KEYS) == {"VAULT_TOKEN", "VAULT_SECRET_ID", "VAULT_WRAPPED_SECRET_ID", "VAULT_JWT"}
+    assert CREDENTIAL_KEYS == {*LOGIN_CREDENTIAL_KEYS, "VAULT_HEALTH_TOKEN"}
+    settings = VaultSettings.load(values, {})
+    shown = repr(settings)
+    assert not [v for v in values.values() if v.startswith("canary") and v in shown]
+    assert "role-id-is-not-a-credential" in shown
+    stripped = settings.without_login_credentials()
+    assert (stripped.token, stripped.secret_id, stripped.wrapped_secret_id, stripped.jwt) == (None, None, None, None)
+    assert (stripped.health_token, stripped.role_id) == ("canary-health", "role-id-is-not-a-credential")
 
 
 def test_settings_repr_hides_the_token() -> None:

@@ -1,4 +1,4 @@
-"""HA (issue 6): a 3-node OpenBao Raft cluster loses its active node mid-run.
+"""HA: a 3-node OpenBao Raft cluster loses its active node mid-run.
 
 The app lists all three addresses in VAULT_URL. After SIGKILL of the active node the
 client fails over on connection errors, serves from cache while the cluster elects a

@@ -1,4 +1,4 @@
-"""Resilience (issue 6): keep serving when Vault is slow, down or hung; bounded retries.
+"""Resilience: keep serving when Vault is slow, down or hung; bounded retries.
 
 Real OpenBao servers throughout; requests_mock only for statuses a real server won't
 give on demand (429, 412, 5xx) and for redirects to other hosts.

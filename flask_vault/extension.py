@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from flask import Flask
 
@@ -26,9 +26,6 @@ from flask_vault.paths import check_secret_name
 from flask_vault.refresh import ChangeCallback, ConfigRefresher
 from flask_vault.settings import FALLBACK_ENV_NAMES, LOGIN_CREDENTIAL_KEYS, VaultSettings
 from flask_vault.state import VaultState, get_state, refuse_second_registration, set_state
-
-if TYPE_CHECKING:
-    pass
 
 log = logging.getLogger(__name__)
 

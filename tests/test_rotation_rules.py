@@ -117,8 +117,8 @@ def test_explicit_field_without_settings_gets_defaults_but_never_a_protected_one
 
 
 def test_shipped_policy_files_are_the_templates() -> None:
-    assert (ROOT / "policies" / "app.hcl").read_text() == APP_POLICY
-    assert (ROOT / "policies" / "rotator.hcl").read_text() == ROTATOR_POLICY
+    assert (ROOT / "flask_vault" / "policies" / "app.hcl").read_text() == APP_POLICY
+    assert (ROOT / "flask_vault" / "policies" / "rotator.hcl").read_text() == ROTATOR_POLICY
 
 
 def test_rendered_policies_name_kv2_data_and_metadata_paths() -> None:

@@ -5,12 +5,12 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test test-fast lint format bench clean
+.PHONY: install demo test test-fast lint format bench docs dist clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,example,prometheus]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,docs,example,prometheus]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -19,8 +19,9 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
 
-## The whole suite against real servers (OpenBao is started by the tests; PostgreSQL if installed).
-test: $(STAMP)
+## The whole suite against real servers (OpenBao is started by the tests; PostgreSQL if installed),
+## after the docs build (warnings are errors there too).
+test: $(STAMP) docs
 	-@scripts/ensure-postgres.sh
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
@@ -42,5 +43,15 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
 
+## The docs site (Sphinx) into docs/_build/html; any warning fails the build.
+docs: $(STAMP)
+	$(BIN)/python -m sphinx -W --keep-going -E -q -b html docs docs/_build/html
+
+## The sdist and wheel into dist/, checked by twine.
+dist: $(STAMP)
+	rm -rf dist build
+	$(BIN)/python -m build --outdir dist .
+	$(BIN)/python -m twine check --strict dist/*
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info docs/_build dist build

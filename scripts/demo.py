@@ -1,14 +1,15 @@
 """`make demo`: a local OpenBao dev server, seeded, and the example app on top of it.
 
-Starts `bao server -dev` on 127.0.0.1 (port 8200 when free), seeds the store-erp
-development secrets (the database secret points at a SQLite file under instance/, or
-at the local PostgreSQL with --database postgresql), then runs the example app with
-`flask run`. Ctrl-C stops both.
+Starts `bao server -dev` on 127.0.0.1 (port 8200 when free) with a file audit device
+writing to instance/openbao-audit.log, seeds the store-erp development secrets (the
+database secret points at a SQLite file under instance/, or at the local PostgreSQL with
+--database postgresql), then runs the example app with `flask run`. Ctrl-C stops both.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import socket
@@ -32,6 +33,23 @@ def port_is_free(port: int) -> bool:
     return True
 
 
+def audit_config(log_path: Path) -> str:
+    """A file audit device. OpenBao 2.x takes audit devices from its config file only.
+
+    ``hmac_accessor = false`` keeps token accessors readable in the log, so the app's
+    ``token_id`` tags (SHA-256 of the accessor) can be matched to the server's records;
+    secret values are still HMAC'd.
+    """
+    return (
+        'audit "file" "file" {\n'
+        "  options {\n"
+        f"    file_path = {json.dumps(str(log_path))}\n"
+        '    hmac_accessor = "false"\n'
+        "  }\n"
+        "}\n"
+    )
+
+
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt  # SIGTERM cleans up like Ctrl-C
 
@@ -48,7 +66,10 @@ def main() -> int:
     instance = ROOT / "instance"
     instance.mkdir(exist_ok=True)
 
-    server = OpenBaoServer(port=vault_port).start()
+    audit_log = instance / "openbao-audit.log"
+    audit_log.unlink(missing_ok=True)  # one demo run, one log
+
+    server = OpenBaoServer(port=vault_port, config=audit_config(audit_log)).start()
     try:
         seeded = seed(
             server.root_client(),
@@ -67,11 +88,19 @@ def main() -> int:
         app_url = f"http://127.0.0.1:{app_port}"
         print(f"OpenBao dev server: {server.url} (in memory; root token 'root', for this demo only)")
         print(f"Seeded {seeded['path']}/{{flask,database}}; the app logs in with AppRole '{seeded['role']}'.")
+        print(f"OpenBao audit log: {audit_log}")
+        print(f"  jq -c 'select(.type==\"response\") | [.time, .request.operation, .request.path]' {audit_log}")
+        print("  (docs/operations.md: finding the app's reads and a rotation in it)")
         print(f"\nExample app: {app_url}")
         print(f"  curl -s {app_url}/health/vault")
         print(
             f"  curl -s -X POST {app_url}/login -H 'Content-Type: application/json'"
             " -d '{\"username\": \"demo\", \"password\": \"demo\"}'"
+        )
+        print("A rotation to find in the audit log afterwards (in another terminal):")
+        print(
+            f"  VAULT_ADDR={server.url} VAULT_TOKEN=root VAULT_ENVIRONMENT=development"
+            " .venv/bin/flask --app example_app vault rotate --secret flask --yes"
         )
         print("Ctrl-C stops the app and the server.\n", flush=True)
         app = subprocess.Popen(
@@ -82,7 +111,8 @@ def main() -> int:
         try:
             return app.wait()
         except KeyboardInterrupt:
-            app.send_signal(signal.SIGINT)
+            # SIGTERM, not SIGINT: a demo started in the background (`make demo &`) has SIGINT ignored.
+            app.terminate()
             try:
                 app.wait(timeout=10)
             except subprocess.TimeoutExpired:

@@ -79,7 +79,20 @@ def test_built_settings_page_shows_every_setting(tmp_path: Path) -> None:
     (source / "index.md").write_text((DOCS / "configuration.md").read_text())
     (source / "secrets.md").write_text(":orphan:\n\n# Secrets\n")  # a page the table links to
     result = subprocess.run(
-        [sys.executable, "-m", "sphinx", "-W", "-q", "-E", "-c", str(DOCS), "-b", "html", str(source), str(tmp_path / "out")],
+        [
+            sys.executable,
+            "-m",
+            "sphinx",
+            "-W",
+            "-q",
+            "-E",
+            "-c",
+            str(DOCS),
+            "-b",
+            "html",
+            str(source),
+            str(tmp_path / "out"),
+        ],
         capture_output=True,
         text=True,
         timeout=120,

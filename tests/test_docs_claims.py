@@ -18,12 +18,12 @@ from typing import Any
 
 import hvac
 import pytest
+from core_support import poll
 from flask import Flask
 
 from flask_vault import FlaskVault, VaultClient
 from flask_vault.devserver import OpenBaoServer, find_bao, stop_process
 from flask_vault.observe.audit import accessor_hash
-from core_support import poll
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -138,12 +138,12 @@ def test_the_agent_configuration_in_the_deployment_guide_feeds_the_app(
 ) -> None:
     if "approle/" not in vault_root.sys.list_auth_methods()["data"]:
         vault_root.sys.enable_auth_method("approle")
-    vault_root.sys.create_or_update_policy("docs-agent", 'path "secret/data/store-erp/test/*" { capabilities = ["read"] }')
+    vault_root.sys.create_or_update_policy(
+        "docs-agent", 'path "secret/data/store-erp/test/*" { capabilities = ["read"] }'
+    )
     vault_root.auth.approle.create_or_update_approle("docs-agent", token_policies=["docs-agent"], token_ttl="10m")
     (tmp_path / "role-id").write_text(vault_root.auth.approle.read_role_id("docs-agent")["data"]["role_id"])
-    (tmp_path / "secret-id").write_text(
-        vault_root.auth.approle.generate_secret_id("docs-agent")["data"]["secret_id"]
-    )
+    (tmp_path / "secret-id").write_text(vault_root.auth.approle.generate_secret_id("docs-agent")["data"]["secret_id"])
     sink = tmp_path / "vault-token"
     config = (
         _code_block("deployment.md", "hcl", "auto_auth")

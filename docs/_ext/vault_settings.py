@@ -63,7 +63,10 @@ NOTES: dict[str, Note] = {
     ),
     "VAULT_NAMESPACE": Note("Connection", "Vault Enterprise / OpenBao namespace."),
     "VAULT_CACERT": Note(
-        "Connection", "CA bundle (PEM file) that signed the server's certificate.", default="system CAs", kind="file path"
+        "Connection",
+        "CA bundle (PEM file) that signed the server's certificate.",
+        default="system CAs",
+        kind="file path",
     ),
     "VAULT_SKIP_VERIFY": Note(
         "Connection", "Skip TLS verification. Local experiments only, never in production.", kind="boolean"
@@ -88,7 +91,9 @@ NOTES: dict[str, Note] = {
     "VAULT_CACHE_TTL": Note("Secrets", "How long a read secret is served from memory; ``0`` disables the cache."),
     "VAULT_LIVE_REFRESH": Note("Secrets", "Mapped config keys follow new secret versions without a restart."),
     # Resilience
-    "VAULT_MAX_RETRIES": Note("Resilience", "Retries of connection errors, 429, 412 and 5xx (not 501), with jittered backoff."),
+    "VAULT_MAX_RETRIES": Note(
+        "Resilience", "Retries of connection errors, 429, 412 and 5xx (not 501), with jittered backoff."
+    ),
     "VAULT_STARTUP_TIMEOUT": Note("Resilience", "How long ``init_app`` waits for a Vault that is not up yet."),
     "VAULT_STALE_MAX_AGE": Note(
         "Resilience", "How long a cached value may be served while Vault is unavailable; ``0`` disables."
@@ -131,9 +136,12 @@ NOTES: dict[str, Note] = {
         "Per secret: the fields to rotate, with length, alphabet or generator.",
         default="``flask``: ``secret_key``, ``jwt_secret``; ``database``: ``password``",
     ),
-    "VAULT_BACKUP_DIR": Note("Rotation and backups", "Where backup files go (mode 0700).", default="``<instance>/vault-backups``"),
+    "VAULT_BACKUP_DIR": Note(
+        "Rotation and backups", "Where backup files go (mode 0700).", default="``<instance>/vault-backups``"
+    ),
     "VAULT_BACKUP_TRANSIT_KEY": Note(
-        "Rotation and backups", "Transit key that encrypts backup files; without it they hold plaintext, with a warning."
+        "Rotation and backups",
+        "Transit key that encrypts backup files; without it they hold plaintext, with a warning.",
     ),
     "VAULT_TRANSIT_MOUNT": Note("Rotation and backups", "Where the Transit engine is mounted."),
 }
@@ -248,7 +256,11 @@ def problems() -> list[str]:
         f"docs/_ext/vault_settings.py NOTES describes {key}, which flask_vault.settings does not read: remove it"
         for key in sorted(NOTES.keys() - keys)
     ]
-    found += [f"NOTES[{key!r}] names an unknown group {note.group!r}" for key, note in NOTES.items() if note.group not in GROUPS]
+    found += [
+        f"NOTES[{key!r}] names an unknown group {note.group!r}"
+        for key, note in NOTES.items()
+        if note.group not in GROUPS
+    ]
     return found
 
 

@@ -38,6 +38,7 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Note:
     group: str
+    #: ``{code_default}`` in it is replaced by the field's default, formatted.
     text: str
     #: Shown instead of the field's default when that default is computed or a container.
     default: str | None = None
@@ -124,7 +125,11 @@ NOTES: dict[str, Note] = {
     "VAULT_JWT_MOUNT": Note("Login", "Where the JWT auth method is mounted."),
     "VAULT_K8S_ROLE": Note("Login", "Kubernetes auth role."),
     "VAULT_K8S_MOUNT": Note("Login", "Where the Kubernetes auth method is mounted."),
-    "VAULT_K8S_TOKEN_FILE": Note("Login", "The pod's service-account token, read at every login."),
+    "VAULT_K8S_TOKEN_FILE": Note(
+        "Login",
+        "The pod's service-account token, read at every login; by default {code_default}.",
+        default="the service-account token",
+    ),
     "VAULT_REVOKE_ON_EXIT": Note(
         "Login",
         "Revoke the token at interpreter exit; ``true`` also revokes a ``VAULT_TOKEN``.",
@@ -226,7 +231,7 @@ def settings_rows() -> list[Row]:
                 kind=note.kind if note and note.kind else kind,
                 credential=_is_credential(spec.key, spec),
                 group=note.group if note else "Other",
-                text=note.text if note else "",
+                text=note.text.format(code_default=format_default(_field_default(spec.attr))) if note else "",
             )
         )
     for key in direct_keys():
@@ -269,24 +274,24 @@ def _cell(text: str) -> list[str]:
 
 
 def table_lines(rows: list[Row]) -> list[str]:
-    """reStructuredText: one list-table per group."""
+    """reStructuredText: one list-table per group (key, kind and default, what it does)."""
     lines: list[str] = []
     for group in (*GROUPS, "Other"):
         members = [row for row in rows if row.group == group]
         if not members:
             continue
         lines += [f".. rubric:: {group}", ""]
-        lines += [".. list-table::", "   :header-rows: 1", "   :widths: 24 22 16 38", ""]
-        lines += ["   * - key", "     - environment", "     - default", "     - what it does"]
+        lines += [".. list-table::", "   :header-rows: 1", "   :widths: 30 22 48", ""]
+        lines += ["   * - key", "     - value (default)", "     - what it does"]
         for row in members:
-            environment = ", ".join(f"``{name}``" for name in row.environment)
-            text = row.text
-            if row.kind:
-                text = f"{text} *{row.kind}*" if text else f"*{row.kind}*"
-            if row.credential:
-                text = f"**Credential**: never shown in a message or a repr. {text}"
-            lines += [f"   * - ``{row.key}``"]
-            lines += _cell(environment) + _cell(row.default) + _cell(text)
+            key = f"``{row.key}``"
+            aliases = [name for name in row.environment if name != row.key]
+            if aliases:
+                key += " (environment: also " + ", ".join(f"``{name}``" for name in aliases) + ")"
+            value = f"{row.kind} ({row.default})" if row.kind else row.default
+            text = f"**Credential**: never shown in a message or a repr. {row.text}" if row.credential else row.text
+            lines += [f"   * - {key}"]
+            lines += _cell(value) + _cell(text)
         lines.append("")
     return lines
 

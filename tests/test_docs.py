@@ -3,6 +3,7 @@ reference covers the public names, and the README's links into the docs resolve.
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import re
 import subprocess
@@ -18,8 +19,17 @@ from flask_vault import settings
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 
-#: A VAULT_* setting name written as a string literal anywhere in the package.
-QUOTED_SETTING = re.compile(r"[\"'](VAULT_[A-Z][A-Z0-9_]*)[\"']")
+#: A VAULT_* setting name, as a whole string literal.
+SETTING_NAME = re.compile(r"VAULT_[A-Z][A-Z0-9_]*")
+
+
+def _written_names(tree: ast.AST) -> set[int]:
+    """ids of the literals used as ``env["VAULT_X"] = ...`` targets: set for another program, not read."""
+    return {
+        id(node.slice)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Store) and isinstance(node.slice, ast.Constant)
+    }
 
 
 def _extension() -> ModuleType:
@@ -32,10 +42,21 @@ def _extension() -> ModuleType:
 
 
 def settings_the_code_reads() -> set[str]:
-    """Every VAULT_* name quoted in flask_vault/ (settings.py's table, messages, other modules)."""
+    """Every VAULT_* name written as a whole string literal in flask_vault/ (the spec table,
+    the keys load() reads by name, aliases, the keys that messages and errors name), except
+    one only ever assigned into an environment for a child process."""
     names: set[str] = set()
     for path in (ROOT / "flask_vault").rglob("*.py"):
-        names |= set(QUOTED_SETTING.findall(path.read_text()))
+        tree = ast.parse(path.read_text())
+        written = _written_names(tree)
+        names |= {
+            node.value
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Constant)
+            and isinstance(node.value, str)
+            and SETTING_NAME.fullmatch(node.value)
+            and id(node) not in written
+        }
     return names
 
 

@@ -31,6 +31,7 @@ from sphinx.util import logging
 from sphinx.util.docutils import SphinxDirective
 
 from flask_vault import settings as settings_module
+from flask_vault.auth.methods import AUTH_METHODS  # the login methods' registry
 
 logger = logging.getLogger(__name__)
 
@@ -138,11 +139,13 @@ NOTES: dict[str, Note] = {
     # Rotation and backups
     "VAULT_ROTATION": Note(
         "Rotation and backups",
-        "Per secret: the fields to rotate, with length, alphabet or generator.",
+        "Per secret: the fields to rotate, with length, alphabet or generator; checked at start-up.",
         default="``flask``: ``secret_key``, ``jwt_secret``; ``database``: ``password``",
     ),
     "VAULT_BACKUP_DIR": Note(
-        "Rotation and backups", "Where backup files go (mode 0700).", default="``<instance>/vault-backups``"
+        "Rotation and backups",
+        "Where backup files go (mode 0700); every write backs up here first.",
+        default="``<instance>/vault-backups``; outside an app ``~/.local/state/flask-vault/vault-backups``",
     ),
     "VAULT_BACKUP_TRANSIT_KEY": Note(
         "Rotation and backups",
@@ -163,7 +166,7 @@ KINDS = {
     "_count": "whole number",
     "parse_secrets_mapping": "mapping (JSON in the environment)",
     "parse_mapping": "mapping (JSON in the environment)",
-    "parse_auth_method": "one of " + ", ".join(f"``{m}``" for m in settings_module.AUTH_METHODS),
+    "parse_auth_method": "one of " + ", ".join(f"``{m}``" for m in AUTH_METHODS),
     "parse_health_url": "URL path, or ``None``",
 }
 
@@ -194,7 +197,7 @@ def direct_keys() -> list[str]:
 
 
 def _is_credential(key: str, spec: Any) -> bool:
-    return bool(getattr(spec, "credential", False)) or key in getattr(settings_module, "CREDENTIAL_KEYS", ())
+    return bool(getattr(spec, "credential", None)) or key in getattr(settings_module, "CREDENTIAL_KEYS", ())
 
 
 def _field_default(attr: str) -> Any:

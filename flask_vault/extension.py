@@ -56,6 +56,7 @@ class FlaskVault:
         log_in(client)
         state.sources = fill_config(app.config, state)
         set_state(app, state)
+        _use_vault_signing_keys(app, state)
         self._start_health_and_metrics(app, state)
         self._start_live_refresh(app, state)
         self._register(app, settings)
@@ -135,6 +136,21 @@ class FlaskVault:
         from flask_vault.observe.metrics import collect_stats
 
         return collect_stats(self._get_state())
+
+
+def _use_vault_signing_keys(app: Flask, state: VaultState) -> None:
+    """Signing keys that follow their KV versions, and cookie sessions that use them."""
+    from flask_vault.sessions import install_session_interface
+    from flask_vault.signing import Keyring, window_for
+
+    lifetime = app.permanent_session_lifetime.total_seconds()
+    state.keyring = Keyring(state, window_for(state.settings.signing_key_window, lifetime, state.settings.cache_ttl))
+    if state.keyring.handles("SECRET_KEY") and not install_session_interface(app):
+        log.info(
+            "The app has its own session interface (%s); sessions are verified with SECRET_KEY and"
+            " SECRET_KEY_FALLBACKS only, not with older Vault versions.",
+            type(app.session_interface).__name__,
+        )
 
 
 def log_in(client: VaultClient) -> None:

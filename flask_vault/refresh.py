@@ -4,10 +4,11 @@ Each request first touches the cache entries behind the mapped keys (a memory lo
 while they are fresh; a background refresh near expiry). When the cache stores a new
 version of such a secret, the keys are filled again in ``app.config``:
 
-* ``SECRET_KEY``'s previous value moves to the front of ``SECRET_KEY_FALLBACKS``
-  (Flask >= 3.1), so sessions signed before a rotation stay valid;
-* ``JWT_SECRET_KEY``'s previous values are kept for :mod:`flask_vault.jwt`, so JWTs signed
-  before a rotation stay valid until they expire;
+* ``SECRET_KEY`` and ``JWT_SECRET_KEY`` from a KV v2 secret take the new value; their older
+  versions are Vault's to keep (:mod:`flask_vault.signing` reads them when a signature
+  needs them, in every process). From a KV v1 secret, which has no versions, the previous
+  ``SECRET_KEY`` moves to the front of ``SECRET_KEY_FALLBACKS`` (Flask >= 3.1) and previous
+  ``JWT_SECRET_KEY`` values are kept for :mod:`flask_vault.jwt`, in this process only;
 * ``vault.on_change`` callbacks and the ``secret_changed`` signal fire.
 
 Past ``VAULT_STALE_MAX_AGE`` without a successful read, requests get 503 (fail closed)
@@ -145,9 +146,11 @@ class ConfigRefresher:
             old = config.get(key)
             if value == old:
                 continue
-            if key == "SECRET_KEY" and old:
+            # Keys the keyring follows by KV version need no copy in memory (see flask_vault.signing).
+            in_keyring = self.state.keyring is not None and self.state.keyring.handles(key)
+            if key == "SECRET_KEY" and old and not in_keyring:
                 config["SECRET_KEY_FALLBACKS"] = _with_previous(config.get("SECRET_KEY_FALLBACKS") or [], old, value)
-            if key == "JWT_SECRET_KEY" and old:
+            if key == "JWT_SECRET_KEY" and old and not in_keyring:
                 previous_source = self.state.sources.get(key)
                 self.previous_jwt_keys.insert(0, (previous_source.version if previous_source else None, old))
                 del self.previous_jwt_keys[PREVIOUS_KEYS_KEPT:]

@@ -12,6 +12,7 @@ import json
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
+from datetime import timedelta
 from typing import Any
 
 from flask_vault.errors import VaultConfigError
@@ -215,6 +216,11 @@ class VaultSettings:
     transit_mount: str = "transit"
     #: ``VAULT_ROTATION`` parsed over the built-in defaults (see flask_vault.rotation_rules).
     rotation: RotationRules = field(default_factory=lambda: RotationRules.from_config(None))
+    # Rotation that every process survives.
+    #: Seconds a replaced signing key is still accepted; None: PERMANENT_SESSION_LIFETIME.
+    signing_key_window: float | None = None
+    #: Flask-SQLAlchemy bind key -> database secret name (the default bind follows SQLALCHEMY_DATABASE_URI).
+    database_binds: dict[str, str] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -345,6 +351,30 @@ def _optional_bool(key: str, value: object) -> bool | None:
     return None if value is None else parse_bool(key, value)
 
 
+def _optional_seconds(key: str, value: object) -> float | None:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
+    return parse_number(key, value)
+
+
+def parse_binds(key: str, value: object) -> dict[str, str]:
+    """``{"reports": "reports-db"}``: bind keys to secret names (checked like every name)."""
+    from flask_vault.paths import check_secret_name
+
+    mapping = parse_mapping(key, value)
+    binds: dict[str, str] = {}
+    for bind, name in mapping.items():
+        if not isinstance(bind, str) or not bind:
+            raise _bad(key, bind, "bind keys that are non-empty strings")
+        try:
+            binds[bind] = check_secret_name(name)
+        except VaultConfigError as exc:
+            raise VaultConfigError(f"{key}[{bind!r}]: {exc.message}", key=key) from None
+    return binds
+
+
 _SPECS: tuple[_Spec, ...] = (
     _Spec("VAULT_URL", "urls", parse_urls, ("VAULT_ADDR",)),
     _Spec("VAULT_TOKEN", "token", parse_optional_str, credential=LOGIN),
@@ -386,6 +416,8 @@ _SPECS: tuple[_Spec, ...] = (
     _Spec("VAULT_BACKUP_TRANSIT_KEY", "backup_transit_key", parse_optional_str),
     _Spec("VAULT_TRANSIT_MOUNT", "transit_mount", _str_required),
     _Spec("VAULT_ROTATION", "rotation", parse_rotation),
+    _Spec("VAULT_SIGNING_KEY_WINDOW", "signing_key_window", _optional_seconds),
+    _Spec("VAULT_DATABASE_BINDS", "database_binds", parse_binds),
 )
 
 #: Settings that hold a credential: their values are never shown (messages, reprs).

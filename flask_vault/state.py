@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from flask_vault.mapping import SecretSource
     from flask_vault.refresh import ConfigRefresher
     from flask_vault.settings import VaultSettings
+    from flask_vault.signing import Keyring
 
 EXTENSION_KEY = "vault"
 
@@ -32,6 +33,8 @@ class VaultState:
     refresher: ConfigRefresher | None = None
     #: The cached health probe behind /health/vault, `flask vault status` and stats().
     health: HealthMonitor | None = field(default=None, repr=False)
+    #: SECRET_KEY and JWT_SECRET_KEY across KV versions (see flask_vault.signing).
+    keyring: Keyring | None = field(default=None, repr=False)
 
 
 def _app(app: Flask | None) -> Flask:

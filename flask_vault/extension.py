@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask
 
@@ -26,6 +26,11 @@ from flask_vault.paths import check_secret_name
 from flask_vault.refresh import ChangeCallback, ConfigRefresher
 from flask_vault.settings import FALLBACK_ENV_NAMES, LOGIN_CREDENTIAL_KEYS, VaultSettings
 from flask_vault.state import VaultState, get_state, refuse_second_registration, set_state
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+    from flask_vault.db.engines import DatabaseLogin
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +62,7 @@ class FlaskVault:
         state.sources = fill_config(app.config, state)
         set_state(app, state)
         _use_vault_signing_keys(app, state)
+        _use_connect_time_credentials(app, state)
         self._start_health_and_metrics(app, state)
         self._start_live_refresh(app, state)
         self._register(app, settings)
@@ -127,6 +133,18 @@ class FlaskVault:
         """Config key -> where its value came from (Vault path and version, env or config)."""
         return dict(self._get_state().sources)
 
+    def attach_engine(self, engine: Engine, secret: str | None = None, *, app: Flask | None = None) -> DatabaseLogin:
+        """Make a SQLAlchemy ``engine`` log in with the current credentials of a database secret.
+
+        Each new connection then takes the user name and password of ``secret`` (default:
+        the one behind ``SQLALCHEMY_DATABASE_URI``) when it opens; a login the database
+        refuses makes one read-through of the secret and one retry. Flask-SQLAlchemy's
+        engines are attached by ``init_app`` already. ``app``: default the current app.
+        """
+        state = get_state(app)
+        assert state.databases is not None
+        return state.databases.attach(engine, secret)
+
     def get_secret(self, name: str, field: str | None = None, fallback_env: str | None = None) -> Any:
         return self.client.get_secret(name, field, fallback_env)
 
@@ -151,6 +169,15 @@ def _use_vault_signing_keys(app: Flask, state: VaultState) -> None:
             " SECRET_KEY_FALLBACKS only, not with older Vault versions.",
             type(app.session_interface).__name__,
         )
+
+
+def _use_connect_time_credentials(app: Flask, state: VaultState) -> None:
+    """Engines log in with the database secret's current credentials, not their start-up URL."""
+    from flask_vault.db.flask_sqlalchemy import follow_flask_sqlalchemy
+    from flask_vault.db.logins import DatabaseLogins
+
+    state.databases = DatabaseLogins(state.client, state.settings)
+    follow_flask_sqlalchemy(app, state.databases)
 
 
 def log_in(client: VaultClient) -> None:

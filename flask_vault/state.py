@@ -14,6 +14,7 @@ from flask import Flask, current_app
 
 if TYPE_CHECKING:
     from flask_vault.client import VaultClient
+    from flask_vault.db.logins import DatabaseLogins
     from flask_vault.health.monitor import HealthMonitor
     from flask_vault.mapping import SecretSource
     from flask_vault.refresh import ConfigRefresher
@@ -35,6 +36,8 @@ class VaultState:
     health: HealthMonitor | None = field(default=None, repr=False)
     #: SECRET_KEY and JWT_SECRET_KEY across KV versions (see flask_vault.signing).
     keyring: Keyring | None = field(default=None, repr=False)
+    #: Database credentials taken at connect time (see flask_vault.db).
+    databases: DatabaseLogins | None = field(default=None, repr=False)
 
 
 def _app(app: Flask | None) -> Flask:

@@ -43,18 +43,19 @@ def decode_key_for(header: dict[str, Any]) -> str:
     """The key that verifies a token with this (unverified) header."""
     current: str = current_app.config["JWT_SECRET_KEY"]
     kid = header.get("kid")
+    state = _state()
+    keys = state.keyring.keys("JWT_SECRET_KEY") if state.keyring is not None else None
+    version = parse_kid(kid)
+    if keys is not None and version is not None:
+        # By version even for the current one: JWT_SECRET_KEY may be mid-swap during a refresh.
+        return keys.for_version(version) or current
     if not isinstance(kid, str) or kid == current_kid():
         return current
-    state = _state()
-    refresher = state.refresher
-    for version, key in refresher.previous_jwt_keys if refresher else []:
-        if kid == f"{KID_PREFIX}{version}":
+    refresher = state.refresher  # a KV v1 secret: the previous keys this process has seen
+    for previous, key in refresher.previous_jwt_keys if refresher else []:
+        if kid == f"{KID_PREFIX}{previous}":
             return str(key)
-    version = parse_kid(kid)
-    keys = state.keyring.keys("JWT_SECRET_KEY") if state.keyring is not None else None
-    if version is None or keys is None:
-        return current
-    return keys.for_version(version) or current
+    return current
 
 
 def _signing_key() -> tuple[str | None, str]:

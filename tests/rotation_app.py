@@ -21,6 +21,7 @@ Routes (each answers 200 only when what it checks holds):
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import tempfile
@@ -43,6 +44,12 @@ use_vault_jwt_keys(jwt)
 
 def create_app() -> Flask:
     """The app with settings from the environment (gunicorn, ``flask --app``)."""
+    if os.environ.get("ROTATION_LOG"):  # e.g. "flask_vault.db": its INFO lines on stderr, for the test to count
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(process)d %(name)s %(levelname)s %(message)s"))
+        for name in os.environ["ROTATION_LOG"].split(","):
+            logging.getLogger(name).addHandler(handler)
+            logging.getLogger(name).setLevel(logging.INFO)
     return build_app(db_first=os.environ.get("ROTATION_INIT_ORDER") == "db-first")
 
 

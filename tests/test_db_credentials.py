@@ -16,7 +16,7 @@ from typing import Any
 import hvac
 import pytest
 import sqlalchemy
-from core_support import FakeClock
+from core_support import FakeClock, poll
 from flask import Flask
 from pg_support import connect_admin, database_secret, password_required, terminate, throwaway_role
 from rotation_app import build_app, db
@@ -268,3 +268,53 @@ def test_refused_logins_are_told_apart_from_other_connection_errors(role: tuple[
     with pytest.raises(psycopg.OperationalError) as unreachable:
         psycopg.connect(host="127.0.0.1", port=1, user=role[0], password="nope", dbname="test", connect_timeout=3)
     assert is_login_refused(refused.value) and not is_login_refused(unreachable.value)
+
+
+def next_report(web: Any, after: str) -> tuple[Any, Any]:
+    """The first /health/vault report probed after the one of time ``after``."""
+
+    def probed_since() -> Any:
+        response = web.get("/health/vault")
+        body = response.get_json()
+        return (response, body) if body["checks"]["vault:database"][0]["time"] != after else None
+
+    result: tuple[Any, Any] = poll(probed_since, timeout=10, interval=0.1)
+    return result
+
+
+def test_a_wrong_password_in_vault_fails_the_database_check_within_one_health_window(
+    config: dict[str, Any],
+    vault_root: hvac.Client,
+    env: str,
+    role: tuple[str, str],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    settings = {**config, "VAULT_HEALTH_URL": "/health/vault", "VAULT_HEALTH_CACHE_SECONDS": 2}
+    settings["VAULT_HEALTH_DETAILS"] = True
+    app = build_app(settings, name="db_health", instance=str(tmp_path))
+    web = app.test_client()
+    assert web.get("/db").status_code == 200
+    first = web.get("/health/vault")
+    assert first.status_code == 200
+    [item] = first.get_json()["checks"]["vault:database"]
+    assert (item["status"], item["state"], item["componentId"]) == ("pass", "ok", "SQLALCHEMY_DATABASE_URI")
+
+    wrong = "wrong-in-vault-" + "y" * 20
+    caplog.set_level(logging.INFO, logger="flask_vault")
+    vault_root.secrets.kv.v2.create_or_update_secret(f"{PREFIX}/{env}/database", database_secret(role[0], wrong))
+
+    response, body = next_report(web, item["time"])
+    assert response.status_code == 503 and body["status"] == "fail"
+    [failed] = body["checks"]["vault:database"]
+    path = f"secret/{PREFIX}/{env}/database"
+    assert (failed["status"], failed["state"], failed["path"], failed["version"]) == ("fail", "refused", path, 2)
+    assert "SQLALCHEMY_DATABASE_URI" in body["output"] and path in body["output"]
+    [line] = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert "SQLALCHEMY_DATABASE_URI" in line and path in line
+    assert wrong not in caplog.text + response.get_data(as_text=True)
+    assert web.get("/db").get_json() == {"user": role[0]}  # queries go on with the pooled connection
+
+    vault_root.secrets.kv.v2.create_or_update_secret(f"{PREFIX}/{env}/database", database_secret(*role))
+    response, body = next_report(web, failed["time"])
+    assert response.status_code == 200 and body["checks"]["vault:database"][0]["state"] == "ok"

@@ -1,8 +1,9 @@
 """The health checks: each a small function from a :class:`HealthContext` to an :class:`Outcome`.
 
 :data:`CHECKS` lists them in the order they appear in the report, from Vault towards the
-app: ``vault:server``, ``vault:login``, ``vault:secrets``, ``vault:cache``. Their
-statuses are combined by the one rule in :mod:`flask_vault.health.report`.
+app: ``vault:server``, ``vault:login``, ``vault:secrets``, ``vault:cache`` and, for an app
+with database engines attached, ``vault:database``. Their statuses are combined by the one
+rule in :mod:`flask_vault.health.report`.
 
 Adding a check is one function here and one entry in :data:`CHECKS`::
 
@@ -15,7 +16,9 @@ Adding a check is one function here and one entry in :data:`CHECKS`::
 
 A check reads the probe made for this report (``context.server``, ``context.login``) and
 the app's own state; it sends no request of its own (the probe is cached for
-``VAULT_HEALTH_CACHE_SECONDS``), returns items with a ``status`` and the draft's fields
+``VAULT_HEALTH_CACHE_SECONDS``; the one exception, ``vault:database``, makes at most one
+read and one database login per window, and only when an app has database engines attached),
+returns items with a ``status`` and the draft's fields
 where they fit (``componentId``, ``componentType``, ``observedValue``, ``observedUnit``,
 ``time``, ``output``), fields set to None are left out, and it gives a ``summary`` only
 when it fails (or, capped at ``warn``, degrades) the report. No item may hold a token,
@@ -208,6 +211,40 @@ def cache_check(context: HealthContext) -> Outcome:
     return Outcome([item])
 
 
+def database_check(context: HealthContext) -> Outcome:
+    """``vault:database``: one item per database login taken at connect time (none: no check).
+
+    Fail when the database refuses the credentials Vault holds even after they were read
+    again. While Vault answers, this window's check reads the secret through (at most once
+    a second) and, when its credentials are not the ones known to work, opens one database
+    connection to try them: a wrong password written to Vault shows here within one window.
+    """
+    databases = context.state.databases
+    items: list[Item] = []
+    for login in databases.logins if databases is not None else []:
+        status = login.verify() if context.vault_usable else login.status
+        provider = login.provider
+        item: Item = {
+            "componentId": provider.key,
+            "componentType": "datastore",
+            "status": FAIL if status.state == "refused" else PASS,
+            "state": status.state,
+            "path": provider.path,
+            "version": status.version,
+            "refusals": status.refusals,
+            "time": context.time,
+        }
+        if status.state == "refused":
+            item["output"] = (
+                f"The database refuses the credentials in Vault for {provider.key} at {provider.path} (version"
+                f" {status.version}), even after reading them again."
+                + (" New connections use the previous credentials." if status.using_previous else "")
+            )
+        items.append(item)
+    failing = [item["output"] for item in items if item["status"] == FAIL]
+    return Outcome(items, failing[0] if failing else None)
+
+
 #: The checks of every report, in the order they appear in it.
 CHECKS: list[HealthCheck[HealthContext]] = [
     # A sealed or unreachable server only degrades the app while the secrets are served.
@@ -215,4 +252,5 @@ CHECKS: list[HealthCheck[HealthContext]] = [
     HealthCheck("vault:login", login_check),
     HealthCheck("vault:secrets", secrets_check),
     HealthCheck("vault:cache", cache_check),
+    HealthCheck("vault:database", database_check),
 ]

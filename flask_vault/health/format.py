@@ -88,6 +88,15 @@ def _describe_cache(item: Item) -> list[str]:
     return parts
 
 
+def _describe_database(item: Item) -> list[str]:
+    parts = [f"{item.get('componentId')}:", str(item.get("state")), str(item.get("path") or "")]
+    if item.get("version") is not None:
+        parts.append(f"v{item['version']}")
+    if item.get("refusals"):
+        parts.append(f"refused_logins={item['refusals']}")
+    return parts
+
+
 def _describe_generic(item: Item) -> list[str]:
     parts = [str(item["componentId"])] if "componentId" in item else []
     if "observedValue" in item:
@@ -102,6 +111,7 @@ DESCRIBERS: dict[str, Callable[[Item], list[str] | str]] = {
     "vault:login": _describe_login,
     "vault:secrets": _describe_secret,
     "vault:cache": _describe_cache,
+    "vault:database": _describe_database,
 }
 
 

@@ -118,7 +118,8 @@ def combine(results: Sequence[tuple[HealthCheck[Any], Outcome]], *, when: str) -
     if status != PASS:
         summaries = [outcome.summary for _, capped_status, outcome in capped if capped_status == status]
         output = next((s for s in reversed(summaries) if s), None) or _DEFAULT_SUMMARY[status]
-    checks = {check.name: [_tidy(item) for item in outcome.items] for check, outcome in results}
+    # A check with nothing to report (no item) is left out, e.g. vault:database without a database.
+    checks = {check.name: [_tidy(item) for item in outcome.items] for check, outcome in results if outcome.items}
     return HealthReport(status, checks, output=output, time=when)
 
 

@@ -12,7 +12,8 @@ Routes (each answers 200 only when what it checks holds):
 * ``POST /login``: a session with ``user`` set, and ``{"token": <JWT>}``;
 * ``GET /session``: 200 ``{"user": ...}`` when the session cookie was accepted, else 401;
 * ``GET /jwt``: 200 when the bearer JWT was accepted (flask-jwt-extended answers 401/422);
-* ``GET /db``: 200 ``{"user": current_user}`` from a query on the default bind.
+* ``GET /db``: 200 ``{"user": current_user}`` from a query on the default bind;
+* ``GET /pid``: the worker's process id.
 
 ``python tests/rotation_app.py check`` builds the app in this (fresh) process and prints
 ``{"session": status, "jwt": status}`` for ``ROTATION_COOKIE`` and ``ROTATION_JWT``.
@@ -92,6 +93,10 @@ def build_app(
     @jwt_required()
     def jwt_identity() -> Any:
         return jsonify(user=get_jwt_identity())
+
+    @app.get("/pid")
+    def pid() -> Any:
+        return str(os.getpid())
 
     @app.get("/db")
     def database_user() -> Any:

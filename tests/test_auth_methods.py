@@ -30,11 +30,12 @@ from auth_support import (
     wait_for,
     wrapped_secret_id,
 )
+from core_support import FakeClock
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from flask import Flask
 
-from flask_vault import FlaskVault, VaultAuthError, VaultClient, VaultConfigError, VaultSettings
+from flask_vault import FlaskVault, VaultAuthError, VaultClient, VaultConfigError, VaultSettings, VaultUnavailableError
 from flask_vault.auth.methods import (
     AUTH_METHODS,
     AppRoleAuth,
@@ -213,17 +214,23 @@ def test_token_file_is_read_again_when_the_agent_rewrites_it(
     wait_for(reads_with_the_new_token, 5, "the new token in the sink file was not picked up")
 
 
-def test_token_file_revoked_without_a_new_token_gives_a_clear_auth_error(
+def test_token_file_revoked_without_a_new_token_waits_for_the_agent_then_gives_a_clear_auth_error(
     auth_server: OpenBaoServer, root: hvac.Client, tmp_path: Path
 ) -> None:
     sink = tmp_path / "agent-token"
     token = app_token(root)
     sink.write_text(token)
     client = client_of(init(root_config(auth_server, VAULT_TOKEN_FILE=str(sink))))
+    clock = FakeClock()
+    client.keeper.clock = clock
     root.auth.token.revoke(token)
+    # While its Agent may still replace the token, it is an outage (cached secrets are served)...
+    with pytest.raises(VaultUnavailableError, match="waiting for the Agent") as waiting:
+        client.get_secret("flask", use_cache=False)
+    clock.advance(86400)  # ... and past the token's TTL (plus the Agent's slack), a refusal
     with pytest.raises(VaultAuthError, match="Agent") as excinfo:
         client.get_secret("flask", use_cache=False)
-    assert token not in str(excinfo.value)
+    assert token not in str(excinfo.value) + str(waiting.value)
 
 
 def test_cli_token_file_in_home_is_used_when_nothing_else_is_set(

@@ -4,7 +4,7 @@
 flask-jwt-extended with ``use_vault_jwt_keys``, Flask-SQLAlchemy on a PostgreSQL role whose
 login checks the password). For 60 s a load of old sessions and JWTs (signed before the
 first rotation), fresh ones (signed by whichever worker answered a login a moment ago, then
-sent to any worker) and database queries runs, while another process runs
+sent to any worker), database queries and health checks runs, while another process runs
 ``flask vault rotate --all --yes`` every 10 s (new signing keys, and a new database password
 paired with ``ALTER ROLE``) and then ends the role's idle sessions (``pg_terminate_backend``)
 so that every worker has to log in to the database again. No request may fail.
@@ -40,7 +40,7 @@ ROTATE_EVERY = 10.0
 PACE = 0.05  # seconds between two requests of one load thread
 ROTATE = [sys.executable, "-m", "flask", "--app", "tests/rotation_app.py:create_app", "vault", "rotate", "--all"]
 ROTATE.append("--yes")
-KINDS = ("old_session", "fresh_session", "old_jwt", "fresh_jwt", "db", "login")
+KINDS = ("old_session", "fresh_session", "old_jwt", "fresh_jwt", "db", "login", "health")
 
 
 class Load:
@@ -87,6 +87,9 @@ class Load:
                 headers["Authorization"] = f"Bearer {token}"
                 response = requests.get(f"{self.base}/jwt", headers=headers, timeout=10)
                 ok = response.status_code == 200 and response.json() == {"user": "demo"}
+            elif kind == "health":  # never fail: every key, the database's included, is served
+                response = requests.get(f"{self.base}/health/vault", headers=headers, timeout=10)
+                ok = response.status_code == 200 and response.json()["status"] != "fail"
             else:
                 response = requests.get(f"{self.base}/db", headers=headers, timeout=10)
                 ok = response.status_code == 200 and response.json() == {"user": self.role}

@@ -45,6 +45,11 @@ log = logging.getLogger(__name__)
 
 #: How often, at most, a token file is checked for a new token before a request (seconds).
 FILE_CHECK_INTERVAL = 1.0
+#: A token from VAULT_TOKEN_FILE that Vault refuses counts as being replaced by its Agent for
+#: the token's TTL plus this long (the Agent notices at its next renewal, within the TTL, then
+#: may back off), or for TOKEN_FILE_GRACE while the TTL is not known.
+TOKEN_FILE_SLACK = 30.0
+TOKEN_FILE_GRACE = 300.0
 #: After a 403, a token that lookup-self just confirmed valid is trusted this long (seconds).
 VALID_FOR = 1.0
 #: After a refused login, requests get the same error this long before Vault is asked again.
@@ -136,6 +141,8 @@ class TokenKeeper:
         self._next_file_check = 0.0
         self._failure: tuple[float, VaultAuthError] | None = None
         self._valid_confirmed: tuple[int, float] | None = None
+        self._file_refused_at: float | None = None  # Vault refused the token file's token, unchanged since
+        self._creation_ttl: float | None = None  # the TTL tokens are created with (from lookup-self)
         self._looked_up_for: int | None = None  # the generation whose accessor was looked up
         self._lookup_lock = threading.Lock()
         #: Renews before expiry, shares one login among threads, survives fork, revokes at exit.
@@ -189,7 +196,10 @@ class TokenKeeper:
 
         ``token_ttl``: whole seconds left (0 also for a token that never expires);
         ``expires_in``: seconds left, negative once expired, None when unknown or never;
-        ``last_login``: ``"ok"`` or the error class of the last login attempt (None: none yet).
+        ``last_login``: ``"ok"`` or the error class of the last login attempt (None: none yet);
+        ``token_file_refused_for``: seconds since Vault refused the token in ``VAULT_TOKEN_FILE``
+        while the file still holds it (None: not refused); ``replacing_token_file``: True while
+        that is short enough for its Agent to be expected to write a new one.
         """
         current = self.renewal.current
         facts = self._facts
@@ -207,8 +217,17 @@ class TokenKeeper:
             "policies": list(facts.policies) if facts else [],
             "expires_in": expires_in,
             "last_login": self.last_login,
+            **self._token_file_status(),
             **self.stats.as_dict(),
         }
+
+    def _token_file_status(self) -> dict[str, Any]:
+        refused_at = self._file_refused_at
+        if refused_at is None:
+            return {"token_file_refused_for": None, "replacing_token_file": False}
+        refused_for = self.clock() - refused_at
+        grace = self._creation_ttl + TOKEN_FILE_SLACK if self._creation_ttl else TOKEN_FILE_GRACE
+        return {"token_file_refused_for": refused_for, "replacing_token_file": refused_for <= grace}
 
     def __repr__(self) -> str:
         return f"<TokenKeeper {self.authenticator.describe()} token_id={self.token_id} generation={self.generation}>"
@@ -438,6 +457,8 @@ class TokenKeeper:
             if not token and not old:
                 return  # no token anywhere: the request's own "no token" error says it
             if not token or token == old:
+                if auth.from_agent:
+                    self._await_token_file(auth)
                 advice = "Is the Agent that writes it running?" if auth.from_agent else "Log in again."
                 raise VaultAuthError(
                     f"Vault refused the {auth.describe()}: it expired or was revoked, and {auth.path} holds no "
@@ -455,6 +476,29 @@ class TokenKeeper:
         )
         self.renewal.replace("the token was refused")
 
+    def _await_token_file(self, auth: TokenAuth) -> None:
+        """The file (just read again) still holds the token Vault refused: its Agent replaces it soon.
+
+        Until then this is an outage, not a refusal (:class:`VaultUnavailableError`): cached
+        secrets are served, start-up waits, health says ``warn``. Past the time the Agent needs
+        to notice (the token's TTL plus TOKEN_FILE_SLACK), the caller's VaultAuthError stands.
+        """
+        if self._file_refused_at is None:
+            self._file_refused_at = self.clock()
+            log.warning(
+                "Vault refused the token in %s (token_id=%s); waiting for the Agent to write a new one.",
+                auth.path,
+                self.token_id,
+            )
+        status = self._token_file_status()
+        if status["replacing_token_file"]:
+            raise VaultUnavailableError(
+                f"Vault refused the token in VAULT_TOKEN_FILE {auth.path} {status['token_file_refused_for']:.0f}s"
+                " ago (expired or revoked); waiting for the Agent to write a new one.",
+                url=self.transport.url,
+                status=403,
+            )
+
     def _reload_token_file(self) -> None:
         assert isinstance(self.authenticator, TokenAuth)
         token = self.authenticator.read()
@@ -468,6 +512,7 @@ class TokenKeeper:
         """Send ``result``'s token from now on; its term, for the spine to schedule."""
         self.transport.token = result.token
         self._valid_confirmed = None
+        self._file_refused_at = None
         facts = TokenFacts(accessor_hash(result.accessor), result.created, result.policies)
         return self._term(result.ttl, renewable=result.renewable, facts=facts)
 
@@ -523,6 +568,9 @@ class TokenKeeper:
         ttl = data.get("ttl")
         if isinstance(ttl, int) and not isinstance(ttl, bool) and ttl >= 0:
             self.renewal.note_expiry(float(ttl))
+        creation_ttl = data.get("creation_ttl")
+        if isinstance(creation_ttl, int) and not isinstance(creation_ttl, bool) and creation_ttl > 0:
+            self._creation_ttl = float(creation_ttl)
 
     def _token_still_valid(self, generation: int) -> bool:
         confirmed = self._valid_confirmed

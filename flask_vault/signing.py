@@ -179,12 +179,20 @@ class SigningKeys:
         return str(value) if value not in (None, "") else None
 
     def for_version(self, version: int) -> str | None:
-        """The key of ``version`` when it is acceptable (read from Vault once if needed), else None."""
+        """The key of ``version`` when it is acceptable (read from Vault once if needed), else None.
+
+        An older version is acceptable only while every version between it and the current
+        one is still in KV (a deleted or destroyed version retires those before it too).
+        """
         current = self.secret.current()
         if current is None:
             return None
         if not self.secret.acceptable(version, current):
             return None
+        for between in range(current.version - 1, version, -1):
+            found = self.secret.get(between)
+            if found is None or found.data is None:
+                return None
         return self._value(self.secret.get(version))
 
     def known_older(self) -> list[str]:

@@ -187,10 +187,14 @@ def test_the_window_defaults_to_the_session_lifetime_plus_the_cache_ttl(make: An
     assert keyring is not None and keyring.window == 605
 
 
-def test_a_deleted_version_is_no_longer_accepted(make: Any, vault_root: hvac.Client, env: str) -> None:
-    cookie, token = sign_in(make("signer"))
+@pytest.mark.parametrize("deleted", [[1], [2]])
+def test_a_deleted_version_retires_itself_and_every_older_one(
+    make: Any, vault_root: hvac.Client, env: str, deleted: list[int]
+) -> None:
+    cookie, token = sign_in(make("signer"))  # version 1
     rotate_flask(vault_root, env)
-    vault_root.secrets.kv.v2.delete_secret_versions(f"{PREFIX}/{env}/flask", versions=[1])
+    rotate_flask(vault_root, env)
+    vault_root.secrets.kv.v2.delete_secret_versions(f"{PREFIX}/{env}/flask", versions=deleted)
     fresh = make("after_delete")
     assert session_status(fresh, cookie) == 401
     assert jwt_status(fresh, token) == 422

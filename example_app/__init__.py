@@ -23,6 +23,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.config.from_mapping(
         VAULT_PATH_PREFIX="store-erp",
         JWT_ACCESS_TOKEN_EXPIRES=900,
+        # Pooled connections the database ended (a restart) are replaced before use; new ones
+        # take the current password from Vault when they open.
+        SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True},
         DEMO_USER="demo",
         DEMO_PASSWORD="demo",  # the example's only login; replace with real users
     )

@@ -314,6 +314,10 @@ def test_a_wrong_password_in_vault_fails_the_database_check_within_one_health_wi
     assert "SQLALCHEMY_DATABASE_URI" in line and path in line
     assert wrong not in caplog.text + response.get_data(as_text=True)
     assert web.get("/db").get_json() == {"user": role[0]}  # queries go on with the pooled connection
+    status = app.test_cli_runner().invoke(args=["vault", "status"])
+    assert status.exit_code == 2
+    assert f"database fail SQLALCHEMY_DATABASE_URI: refused {path} v2 - The database refuses" in status.output
+    assert wrong not in status.output
 
     vault_root.secrets.kv.v2.create_or_update_secret(f"{PREFIX}/{env}/database", database_secret(*role))
     response, body = next_report(web, failed["time"])

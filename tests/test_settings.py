@@ -30,6 +30,9 @@ PRECEDENCE_CASES = [
     ("VAULT_FAIL_FAST", "fail_fast", False, "0", False, False, True),
     ("VAULT_SECRETS", "secrets", {"A": "a#b"}, '{"B": "c#d"}', {"A": "a#b"}, {"B": "c#d"}, DEFAULT_SECRETS),
     ("VAULT_HEALTH_URL", "health_url", "/ops/vault", "/env/vault", "/ops/vault", "/env/vault", "/health/vault"),
+    ("VAULT_SIGNING_KEY_WINDOW", "signing_key_window", 3600, "60", 3600.0, 60.0, None),
+    ("VAULT_DATABASE_BINDS", "database_binds", {"r": "reports-db"}, '{"s": "stats"}', {"r": "reports-db"},
+     {"s": "stats"}, {}),
 ]  # fmt: skip
 
 
@@ -132,6 +135,10 @@ def test_a_cacert_that_is_not_a_file_is_refused_naming_the_key() -> None:
         ("VAULT_ROTATION", {"flask": {"secret_key": {"length": 3}}}, "weaker than 128 bits"),
         ("VAULT_ROTATION", {"database": ["host"]}, "never rotates"),
         ("VAULT_ROTATION", {"payments": {"hook": {"generator": "no_such_module:make"}}}, "cannot be imported"),
+        ("VAULT_SIGNING_KEY_WINDOW", "a month", "number"),
+        ("VAULT_DATABASE_BINDS", '["reports"]', "mapping"),
+        ("VAULT_DATABASE_BINDS", {"reports": "../db"}, "Invalid secret name"),
+        ("VAULT_DATABASE_BINDS", {"reports": 7}, "Invalid secret name"),
     ],
 )
 def test_bad_value_raises_config_error_naming_the_key(key: str, value: Any, expected_words: str) -> None:

@@ -22,6 +22,7 @@ Vault reads, and a forged or broken secret costs at most one read-through per in
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 import weakref
@@ -112,6 +113,7 @@ class DatabaseLogin:
         self.provider = provider
         self.status = LoginStatus()
         self._last_good: Credentials | None = None
+        self._pid = os.getpid()
         self._lock = threading.Lock()
         #: (dialect, cargs, cparams, keys) of the last connection, to check credentials with (health).
         self._template: tuple[Dialect, list[Any], dict[str, Any], CredentialKeys] | None = None
@@ -191,11 +193,16 @@ class DatabaseLogin:
 
     # -- status ---------------------------------------------------------------------------
 
+    def _guard(self) -> threading.Lock:
+        if self._pid != os.getpid():  # a forked child: the parent's lock may have been held at the fork
+            self._pid, self._lock = os.getpid(), threading.Lock()
+        return self._lock
+
     def _accepted(self, credentials: Credentials, *, current: bool) -> None:
         self._last_good = credentials
         if not current:
             return
-        with self._lock:
+        with self._guard():
             status = self.status
             if status.state == "refused":
                 log.warning(
@@ -209,7 +216,7 @@ class DatabaseLogin:
             status.using_previous = False
 
     def _refused(self, credentials: Credentials, *, using_previous: bool) -> None:
-        with self._lock:
+        with self._guard():
             status = self.status
             first = status.state != "refused" or status.version != credentials.version
             status.using_previous = using_previous

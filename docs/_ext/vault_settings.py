@@ -152,6 +152,18 @@ NOTES: dict[str, Note] = {
         "Transit key that encrypts backup files; without it they hold plaintext, with a warning.",
     ),
     "VAULT_TRANSIT_MOUNT": Note("Rotation and backups", "Where the Transit engine is mounted."),
+    "VAULT_SIGNING_KEY_WINDOW": Note(
+        "Rotation and backups",
+        "How long a replaced ``SECRET_KEY`` / ``JWT_SECRET_KEY`` version stays accepted, counted from the"
+        " next version's creation, plus ``VAULT_CACHE_TTL`` (see :doc:`rotation`).",
+        default="``PERMANENT_SESSION_LIFETIME``",
+    ),
+    "VAULT_DATABASE_BINDS": Note(
+        "Rotation and backups",
+        "Flask-SQLAlchemy bind key to the database secret its connections take their credentials from;"
+        " the default bind follows ``SQLALCHEMY_DATABASE_URI``.",
+        default="none",
+    ),
 }
 
 #: The kind of value each parser in flask_vault.settings accepts.
@@ -168,6 +180,8 @@ KINDS = {
     "parse_mapping": "mapping (JSON in the environment)",
     "parse_auth_method": "one of " + ", ".join(f"``{m}``" for m in AUTH_METHODS),
     "parse_health_url": "URL path, or ``None``",
+    "_optional_seconds": "seconds",
+    "parse_binds": "mapping (JSON in the environment)",
 }
 
 _QUOTED_KEY = re.compile(r"[\"'](VAULT_[A-Z][A-Z0-9_]*)[\"']")

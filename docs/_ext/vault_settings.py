@@ -155,7 +155,7 @@ NOTES: dict[str, Note] = {
     "VAULT_SIGNING_KEY_WINDOW": Note(
         "Rotation and backups",
         "How long a replaced ``SECRET_KEY`` / ``JWT_SECRET_KEY`` version stays accepted, counted from the"
-        " next version's creation, plus ``VAULT_CACHE_TTL`` (see :doc:`rotation`).",
+        " next version's creation, plus ``VAULT_CACHE_TTL`` (sizing: the Rotation page).",
         default="``PERMANENT_SESSION_LIFETIME``",
     ),
     "VAULT_DATABASE_BINDS": Note(

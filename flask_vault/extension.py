@@ -19,13 +19,13 @@ from flask import Flask
 from flask_vault.auth.methods import authenticator_from_settings
 from flask_vault.cache import CachedSecret
 from flask_vault.client import VaultClient
-from flask_vault.errors import VaultConfigError, VaultError, VaultUnavailableError
+from flask_vault.errors import VaultAuthError, VaultConfigError, VaultError, VaultUnavailableError
 from flask_vault.mapping import SecretSource, keys_by_name, parse_references, value_for
 from flask_vault.ops.backup import default_backup_dir
 from flask_vault.paths import check_secret_name
 from flask_vault.refresh import ChangeCallback, ConfigRefresher
 from flask_vault.settings import FALLBACK_ENV_NAMES, LOGIN_CREDENTIAL_KEYS, VaultSettings
-from flask_vault.state import VaultState, get_state, refuse_second_registration, set_state
+from flask_vault.state import CLI, OFFLINE, VaultState, get_state, load_mode, refuse_second_registration, set_state
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -56,10 +56,12 @@ class FlaskVault:
         settings = settings.without_login_credentials()  # from here on only the authenticator holds them
         backup_dir = default_backup_dir(settings, app.instance_path)
         client = VaultClient.from_settings(settings, authenticator=authenticator, backup_dir=backup_dir)
-        state = VaultState(settings=settings, client=client)
+        state = VaultState(settings=settings, client=client, mode=load_mode())
         self._remove_login_credentials(app)
-        log_in(client)
-        state.sources = fill_config(app.config, state)
+        if state.mode != OFFLINE:  # `flask vault policy` needs the settings only: no request at all
+            lenient = state.mode == CLI
+            login_error = log_in(client, quiet=lenient)
+            state.sources = fill_config(app.config, state, lenient=lenient, login_error=login_error)
         set_state(app, state)
         _use_vault_signing_keys(app, state)
         _use_connect_time_credentials(app, state)
@@ -180,33 +182,49 @@ def _use_connect_time_credentials(app: Flask, state: VaultState) -> None:
     follow_flask_sqlalchemy(app, state.databases)
 
 
-def log_in(client: VaultClient) -> None:
+def log_in(client: VaultClient, *, quiet: bool = False) -> VaultError | None:
     """Log in before the first secret is read (the keeper then renews and logs in again).
 
-    A failure is only logged here: the reads that follow report it through the usual
-    fallback and fail-fast rules, naming each key.
+    A failure is only logged (at INFO when ``quiet``: ``flask vault status`` reports it) and
+    returned: the reads that follow report it through the usual fallback and fail-fast
+    rules, naming each key.
     """
     try:
         client.keeper.start()
     except VaultError as exc:
-        log.warning("Vault login with %s failed: %s", client.keeper.method, exc.message)
+        level = logging.INFO if quiet else logging.WARNING
+        log.log(level, "Vault login with %s failed: %s", client.keeper.method, exc.message)
+        return exc
+    return None
 
 
 # -- filling config --------------------------------------------------------------------
 
+#: Errors that every further read would meet too: a lenient fill stops asking after one.
+_SHARED_FAILURES = (VaultUnavailableError, VaultAuthError)
 
-def fill_config(config: dict[str, Any], state: VaultState) -> dict[str, SecretSource]:
-    """Fill every key of ``VAULT_SECRETS`` in ``config``; return each key's source."""
+
+def fill_config(
+    config: dict[str, Any], state: VaultState, *, lenient: bool = False, login_error: VaultError | None = None
+) -> dict[str, SecretSource]:
+    """Fill every key of ``VAULT_SECRETS`` in ``config``; return each key's source.
+
+    ``lenient`` (an app loaded for a ``flask vault`` command): no waiting for Vault, a key
+    without a value is left unset instead of stopping start-up, and once Vault is found
+    unreachable or refuses the login, the remaining secrets are not asked for.
+    """
     settings, client = state.settings, state.client
     references = parse_references(settings.secrets)
-    deadline = time.monotonic() + settings.startup_timeout
+    deadline = time.monotonic() + (0 if lenient else settings.startup_timeout)
+    shared = login_error if lenient and isinstance(login_error, _SHARED_FAILURES) else None
     reads: dict[str, CachedSecret | VaultError] = {}
     sources: dict[str, SecretSource] = {}
     for key, (name, field_name) in references.items():
         if name not in reads:
-            reads[name] = _read_at_startup(client, name, deadline)
-        source = _fill_key(config, key, name, field_name, reads[name], state)
-        sources[key] = source
+            reads[name] = shared if shared is not None else _read_at_startup(client, name, deadline)
+            if lenient and isinstance(reads[name], _SHARED_FAILURES):
+                shared = reads[name]  # type: ignore[assignment]
+        sources[key] = _fill_key(config, key, name, field_name, reads[name], state, lenient=lenient)
     return sources
 
 
@@ -232,6 +250,8 @@ def _fill_key(
     field_name: str | None,
     read: CachedSecret | VaultError,
     state: VaultState,
+    *,
+    lenient: bool = False,
 ) -> SecretSource:
     settings, client = state.settings, state.client
     path = client.full_path(name)
@@ -243,17 +263,18 @@ def _fill_key(
         except VaultError as exc:
             vault_error = exc
     assert vault_error is not None
+    quiet = logging.INFO if lenient else logging.WARNING  # under `flask vault`, status reports it
     env_var = FALLBACK_ENV_NAMES.get(key, key)
     if settings.fallback_env and os.environ.get(env_var):
         config[key] = os.environ[env_var]
-        log.warning("%s comes from the environment variable %s: %s", key, env_var, vault_error.message)
+        log.log(quiet, "%s comes from the environment variable %s: %s", key, env_var, vault_error.message)
         return SecretSource(key, "env", path=path, field=field_name, env_var=env_var, vault_error=vault_error.message)
     if config.get(key) not in (None, ""):
-        log.warning("%s keeps the value already in app.config: %s", key, vault_error.message)
+        log.log(quiet, "%s keeps the value already in app.config: %s", key, vault_error.message)
         return SecretSource(key, "config", path=path, field=field_name, vault_error=vault_error.message)
-    if settings.fail_fast:
+    if settings.fail_fast and not lenient:
         raise _no_value_error(key, path, field_name, env_var, settings.fallback_env, vault_error)
-    log.error("%s has no value: %s", key, vault_error.message)
+    log.log(logging.INFO if lenient else logging.ERROR, "%s has no value: %s", key, vault_error.message)
     return SecretSource(key, "missing", path=path, field=field_name, vault_error=vault_error.message)
 
 

@@ -7,6 +7,7 @@ without the extension is a normal case), so the key is spelt in one place.
 
 from __future__ import annotations
 
+from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -23,6 +24,11 @@ if TYPE_CHECKING:
 
 EXTENSION_KEY = "vault"
 
+#: How ``init_app`` fills the app it is called for (see :func:`load_mode`).
+SERVE, CLI, OFFLINE = "serve", "cli", "offline"
+LOAD_MODES = (SERVE, CLI, OFFLINE)
+_load_mode: ContextVar[str] = ContextVar("flask_vault_load_mode", default=SERVE)
+
 
 @dataclass
 class VaultState:
@@ -38,6 +44,8 @@ class VaultState:
     keyring: Keyring | None = field(default=None, repr=False)
     #: Database credentials taken at connect time (see flask_vault.db).
     databases: DatabaseLogins | None = field(default=None, repr=False)
+    #: How ``init_app`` filled this app: ``serve``, ``cli`` or ``offline`` (see :func:`load_mode`).
+    mode: str = SERVE
 
 
 def _app(app: Flask | None) -> Flask:
@@ -77,3 +85,29 @@ def set_state(app: Flask, state: VaultState) -> None:
     """Register ``state`` on ``app``; RuntimeError when the extension is already there."""
     refuse_second_registration(app)
     app.extensions[EXTENSION_KEY] = state
+
+
+# -- how apps are loaded in this context -----------------------------------------------
+
+
+def load_mode() -> str:
+    """How ``init_app`` fills an app loaded in the current context.
+
+    ``serve`` (the default): every mapped key gets a value or ``init_app`` raises, waiting up to
+    ``VAULT_STARTUP_TIMEOUT`` for Vault; ``cli``: one quick attempt, a key that gets no value is
+    left unset and reported by ``flask vault status``; ``offline``: no request at all, no key
+    filled. Only the ``flask vault`` command group sets ``cli`` or ``offline``, before Flask's
+    CLI loads the app (see :mod:`flask_vault.cli`); a server never does.
+    """
+    return _load_mode.get()
+
+
+def set_load_mode(mode: str) -> Token[str]:
+    """Make apps loaded from now on in this context load in ``mode``; reset with the returned token."""
+    if mode not in LOAD_MODES:
+        raise ValueError(f"load mode must be one of {', '.join(LOAD_MODES)}, got {mode!r}")
+    return _load_mode.set(mode)
+
+
+def reset_load_mode(token: Token[str]) -> None:
+    _load_mode.reset(token)

@@ -1,4 +1,16 @@
-"""The ``flask vault`` command group, registered on the app by ``init_app``."""
+"""The ``flask vault`` command group.
+
+The group is a Flask CLI plugin (the ``flask.commands`` entry point ``vault``) and is also
+added to the app's own ``app.cli`` by ``init_app``. As a plugin, Flask's CLI finds it
+without loading the app, so ``flask vault --help`` (and any ``--help``) never loads the app
+nor contacts Vault. Each command then loads the app itself, after its arguments are parsed,
+telling ``init_app`` how (:func:`flask_vault.state.set_load_mode`): ``cli`` for the commands
+that use Vault (one quick attempt, a secret that is missing is reported, not fatal) and
+``offline`` for ``policy`` (no request at all). A server (``flask run``, gunicorn, a test
+client) loads the app the ordinary way and still refuses to start without its secrets.
+When the app is already loaded (``app.test_cli_runner()``, or an app whose ``vault`` group
+Flask found on ``app.cli``), commands use it as it is.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +18,15 @@ import functools
 import json
 import logging
 import sys
+import traceback
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, TextIO
 
 import click
-from flask import current_app
-from flask.cli import AppGroup
+from flask import Flask, current_app
+from flask.cli import AppGroup, NoAppException, ScriptInfo
 from flask.helpers import get_debug_flag
 
 from flask_vault.client import VaultClient
@@ -19,32 +34,66 @@ from flask_vault.errors import SecretNotFoundError, VaultError
 from flask_vault.health.format import format_report
 from flask_vault.health.monitor import get_monitor
 from flask_vault.ops.backup import BackupStore, load_backup, plan_restore
-from flask_vault.ops.policies import TEMPLATES, render_policy
+from flask_vault.ops.bootstrap import (
+    OPTIONAL_DATABASE_FIELDS,
+    InitItem,
+    InitPlan,
+    apply_init,
+    check_complete,
+    check_given,
+    plan_init,
+)
+from flask_vault.ops.policies import KV_VERSIONS, TEMPLATES, render_policy
 from flask_vault.ops.rotation import plan_rollback, plan_rotation
 from flask_vault.ops.write import ChangeResult, apply_write, check_can_write, plan_put, require_kv2
 from flask_vault.paths import check_secret_name
-from flask_vault.rotation_rules import RotationRules
-from flask_vault.state import VaultState, get_state
+from flask_vault.rotation_rules import PROTECTED_FIELDS, RotationRules
+from flask_vault.state import CLI, OFFLINE, VaultState, find_state, get_state, reset_load_mode, set_load_mode
 
 vault_cli = AppGroup("vault", help="Inspect and manage the app's Vault secrets.")
 
 EXIT_CODES = {"pass": 0, "warn": 1, "fail": 2}
 
 
-@vault_cli.command("status")
-@click.option("--json", "as_json", is_flag=True, help="Print the /health/vault document (with details) instead.")
-def status_command(as_json: bool) -> None:
-    """Server, login, secrets and cache, as /health/vault sees them (exit 0 pass, 1 warn, 2 fail).
+# -- loading the app for a command -------------------------------------------------
 
-    Always probes Vault afresh. Prints origins, versions and ages of the filled config
-    keys; never a value, token or accessor.
-    """
-    report = get_monitor(get_state()).report(fresh=True)
-    if as_json:
-        click.echo(report.body(details=True).decode())
-    else:
-        click.echo(format_report(report))
-    click.get_current_context().exit(EXIT_CODES[report.status])
+
+class AppLoadError(Exception):
+    """Loading the app for a command failed with something other than a VaultError."""
+
+
+@contextmanager
+def app_for_command(mode: str) -> Iterator[Flask]:
+    """The current app, or the app loaded now in ``mode`` (see :func:`flask_vault.state.load_mode`)."""
+    if current_app:
+        yield current_app._get_current_object()  # type: ignore[attr-defined]  # werkzeug LocalProxy API
+        return
+    info = click.get_current_context().ensure_object(ScriptInfo)
+    token = set_load_mode(mode)
+    try:
+        app = info.load_app()
+    except (VaultError, NoAppException):
+        raise
+    except Exception as exc:
+        raise AppLoadError(
+            f"Loading the app failed: {type(exc).__name__} raised in {_where(exc)}. Under `flask vault` a secret"
+            " that Vault cannot provide is left unset: if the app's factory needs it (as Flask-SQLAlchemy needs"
+            " SQLALCHEMY_DATABASE_URI), see 'Apps that need a secret at start-up' in docs/cli.md. Run the command"
+            " again with --debug for the traceback."
+        ) from exc
+    finally:
+        reset_load_mode(token)
+    with app.app_context():
+        yield app
+
+
+def _where(exc: BaseException) -> str:
+    """``file:line (function)`` of the innermost frame: where, never what (the message may hold a value)."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return "the app's factory"
+    frame = frames[-1]
+    return f"{Path(frame.filename).name}:{frame.lineno} ({frame.name})"
 
 
 # -- secrets: read, write, rotate, back up, restore ------------------------------------
@@ -66,21 +115,32 @@ class CommandError(click.ClickException):
         super().__init__(" ".join(message.split()))
 
 
-def vault_command(name: str, **attrs: Any) -> Callable[[Callable[..., None]], click.Command]:
-    """``@vault_cli.command`` plus ``--debug`` and error translation."""
+def vault_command(
+    name: str, *, load: str = CLI, quiet: str = "flask_vault.audit", **attrs: Any
+) -> Callable[[Callable[..., None]], click.Command]:
+    """``@vault_cli.command`` plus ``--debug``, the app loaded in ``load`` mode, and error translation.
+
+    ``quiet``: the logger kept off the screen when logging is not set up (``status`` reports
+    everything itself, so it keeps all of ``flask_vault`` quiet).
+    """
 
     def decorator(func: Callable[..., None]) -> click.Command:
         @functools.wraps(func)
         def wrapper(*args: Any, debug: bool = False, **kwargs: Any) -> None:
-            _quiet_unconfigured_audit()
+            _quiet_unconfigured(quiet)
             try:
-                func(*args, **kwargs)
+                with app_for_command(load):
+                    func(*args, **kwargs)
             except (click.ClickException, click.Abort, click.exceptions.Exit):
                 raise
             except VaultError as exc:
                 if debug or get_debug_flag():
                     raise
                 raise CommandError(exc.message) from None
+            except AppLoadError as exc:
+                if exc.__cause__ is not None and (debug or get_debug_flag()):
+                    raise exc.__cause__ from None
+                raise CommandError(str(exc)) from None
             except Exception as exc:
                 if debug or get_debug_flag():
                     raise
@@ -91,26 +151,32 @@ def vault_command(name: str, **attrs: Any) -> Callable[[Callable[..., None]], cl
         debug_option = click.Option(["--debug"], is_flag=True, help="Show the traceback when something fails.")
         # click lists options in reverse order of this list: put --debug last in --help.
         wrapper.__click_params__ = [debug_option, *getattr(wrapper, "__click_params__", [])]  # type: ignore[attr-defined]
-        return vault_cli.command(name, **attrs)(wrapper)
+        # The app is loaded by app_for_command, not by Flask's with_appcontext (which would load it first).
+        return vault_cli.command(name, with_appcontext=False, **attrs)(wrapper)
 
     return decorator
 
 
-def _quiet_unconfigured_audit() -> None:
-    """Keep audit records (meant for configured log handlers) off the screen when logging is not set up.
+def _quiet_unconfigured(name: str) -> None:
+    """Keep records (meant for configured log handlers) off the screen when logging is not set up.
 
     Without any handler Python prints WARNING records to stderr, so every expected 404 or
     lost check-and-set would add an audit line to the command's one-line error.
     """
-    audit_logger = logging.getLogger("flask_vault.audit")
-    if not logging.getLogger().handlers and not audit_logger.handlers:
-        audit_logger.addHandler(logging.NullHandler())
+    logger = logging.getLogger(name)
+    if not logging.getLogger().handlers and not logger.handlers:
+        logger.addHandler(logging.NullHandler())
 
 
 yes_option = click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 
 
 def _state() -> VaultState:
+    if find_state() is None:
+        raise CommandError(
+            f"FlaskVault is not registered on the app {current_app.name!r}: call vault.init_app(app) in the app"
+            " (or point --app at the app that does)."
+        )
     return get_state()
 
 
@@ -171,6 +237,24 @@ def _describe(result: ChangeResult) -> str:
     if result.backup:
         text += f"; backup: {result.backup}"
     return text
+
+
+@vault_command("status", quiet="flask_vault")
+@click.option("--json", "as_json", is_flag=True, help="Print the /health/vault document (with details) instead.")
+def status_command(as_json: bool) -> None:
+    """Server, login, secrets and cache, as /health/vault sees them (exit 0 pass, 1 warn, 2 fail).
+
+    Always probes Vault afresh, from this process: a secret Vault cannot give now is a
+    failure here, even while running servers still serve it from their caches. One line
+    per check and per config key, each problem with what to do next; never a value,
+    token or accessor.
+    """
+    report = get_monitor(_state()).report(fresh=True)
+    if as_json:
+        click.echo(report.body(details=True).decode())
+    else:
+        click.echo(format_report(report))
+    click.get_current_context().exit(EXIT_CODES[report.status])
 
 
 @vault_command("get")
@@ -480,19 +564,180 @@ def restore_command(file: str, yes: bool) -> None:
     click.echo(f"restored version {info.version} from {file}: {_describe(result)}")
 
 
-@vault_command("policy")
+@vault_command("policy", load=OFFLINE)
 @click.argument("kind", type=click.Choice(sorted(TEMPLATES)))
-def policy_command(kind: str) -> None:
-    """Print the least-privilege app or rotator policy for this app's paths (HCL)."""
-    settings = _state().settings
-    click.echo(
-        render_policy(
-            kind,
-            mount=settings.mount_point,
-            prefix=settings.path_prefix,
-            environment=settings.environment,
-            transit_mount=settings.transit_mount,
-            transit_key=settings.backup_transit_key,
-        ),
-        nl=False,
+@click.option(
+    "--kv-version",
+    type=click.Choice([str(v) for v in KV_VERSIONS]),
+    default="2",
+    show_default=True,
+    help="The KV version of VAULT_MOUNT_POINT (`bao secrets list -detailed` shows it as version:1 or 2).",
+)
+def policy_command(kind: str, kv_version: str) -> None:
+    """Print the least-privilege app or rotator policy for this app's paths (HCL).
+
+    Sends no request: it needs no token and no server, only the app's settings
+    (VAULT_MOUNT_POINT, VAULT_PATH_PREFIX, VAULT_ENVIRONMENT, VAULT_TRANSIT_MOUNT and
+    VAULT_BACKUP_TRANSIT_KEY). Vault cannot be asked the mount's KV version without a
+    token, so give --kv-version 1 for a KV v1 mount.
+    """
+    click.echo(_policy_text(_state(), kind, int(kv_version)), nl=False)
+
+
+def _policy_text(state: VaultState, kind: str, kv_version: int) -> str:
+    settings = state.settings
+    return render_policy(
+        kind,
+        mount=settings.mount_point,
+        prefix=settings.path_prefix,
+        environment=settings.environment,
+        transit_mount=settings.transit_mount,
+        transit_key=settings.backup_transit_key,
+        kv_version=kv_version,
     )
+
+
+# -- first run: init ---------------------------------------------------------------------
+
+
+@vault_command("init")
+@click.option(
+    "--from-file",
+    "from_file",
+    type=click.File("r", encoding="utf-8"),
+    help='Values to use, as JSON: {"database": {"host": "...", "password": "..."}} ("-": stdin).',
+)
+@click.option("--dry-run", is_flag=True, help="Show what would be created; change nothing.")
+@yes_option
+def init_command(from_file: TextIO | None, dry_run: bool, yes: bool) -> None:
+    """Create the secrets VAULT_SECRETS maps that do not exist yet; never overwrite one.
+
+    Fields the rotation rules can generate (flask's secret_key and jwt_secret) get strong
+    new values; the others (a database's host, port, username, password and database) come
+    from --from-file or a prompt. Each secret is written with check-and-set (absent ->
+    version 1), so running it again changes nothing. Ends with the policies to apply and
+    the next command to run.
+    """
+    state = _state()
+    client = state.client
+    given = _read_init_file(from_file) if from_file is not None else {}
+    plan = plan_init(client, state.settings.secrets, state.settings.rotation)
+    check_given(plan, given, source="--from-file")
+    for item in plan.items:
+        if item.exists:
+            click.echo(_describe_existing(item))
+        elif dry_run:
+            click.echo(f"would create {item.path}: {_describe_sources(item, given.get(item.name, {}))}")
+    if dry_run:
+        click.echo("dry run: nothing was written")
+        return
+    if plan.to_create:
+        values = _init_values(plan, given)
+        names = ", ".join(item.name for item in plan.to_create)
+        _confirm(f"Create {names} in {_folder(client)}/?", yes)
+        for result in apply_init(client, plan, values, _store()):
+            version = f": version {result.new_version}" if result.new_version is not None else ""
+            click.echo(f"created {result.path} ({', '.join(result.fields)}){version}")
+    else:
+        click.echo(f"nothing to create: every secret VAULT_SECRETS maps exists in {_folder(client)}/")
+    _print_next_steps(state, client.kv_version())
+    if plan.incomplete:
+        raise CommandError(
+            f"{len(plan.incomplete)} secret(s) exist but lack fields the app maps (see above); init never changes"
+            " an existing secret."
+        )
+
+
+def _read_init_file(from_file: TextIO) -> dict[str, dict[str, Any]]:
+    data = _parse_fields(from_file.read(), "--from-file", json_only=True)
+    for name, fields in data.items():
+        if not isinstance(fields, dict) or not fields:
+            raise CommandError(
+                f'--from-file: {name!r} must be a JSON object of fields, e.g. {{"{name}": {{"password": "..."}}}}.'
+            )
+    return data
+
+
+def _folder(client: VaultClient) -> str:
+    return "/".join(p for p in (client.mount_point, client.path_prefix, client.environment) if p)
+
+
+def _describe_existing(item: InitItem) -> str:
+    version = f" (version {item.version})" if item.version is not None else ""
+    if not item.lacking:
+        return f"exists {item.path}{version}: left alone"
+    fields = " ".join(f"--field {f}" for f in item.lacking)
+    return (
+        f"exists {item.path}{version} but lacks {', '.join(item.lacking)}: left alone;"
+        f" `flask vault put {item.name} {fields} --merge` adds {'them' if len(item.lacking) > 1 else 'it'}"
+    )
+
+
+def _describe_sources(item: InitItem, given: dict[str, Any]) -> str:
+    generated = [rule.field for rule in item.generate if rule.field not in given]
+    from_file = [f for f in given]
+    asked = [f for f in item.ask if f not in given]
+    parts = [
+        f"{', '.join(fields)} ({how})"
+        for fields, how in ((generated, "generated"), (from_file, "from --from-file"), (asked, "asked"))
+        if fields
+    ]
+    return "; ".join(parts)
+
+
+def _init_values(plan: InitPlan, given: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The given values, completed by prompts on a terminal; checked before anything is written."""
+    values = {item.name: dict(given.get(item.name, {})) for item in plan.to_create}
+    interactive = _interactive()
+    for item in plan.to_create:
+        for field_name in item.ask:
+            if field_name not in values[item.name] and interactive:
+                value = _prompt_field(item, field_name)
+                if value:
+                    values[item.name][field_name] = value
+        example = ", ".join(f'"{f}": "..."' for f in item.required)
+        source = f'--from-file FILE holding {{"{item.name}": {{{example}}}}}'
+        if interactive:
+            source += " or at the prompts"
+        try:
+            check_complete(item, values[item.name], source=source)
+        except VaultError as exc:
+            raise CommandError(exc.message) from None
+    return values
+
+
+def _prompt_field(item: InitItem, field_name: str) -> str:
+    """A field's value: shown as typed for a connection field (host, port, ...), else hidden and asked twice."""
+    optional = item.database and field_name in OPTIONAL_DATABASE_FIELDS
+    label = f"{item.name}#{field_name}" + (" (empty: none)" if optional else "")
+    hidden = field_name.lower() not in PROTECTED_FIELDS
+    value: str = click.prompt(
+        label,
+        default="" if optional else None,
+        show_default=False,
+        hide_input=hidden,
+        confirmation_prompt=hidden,
+    )
+    return value.strip() if not hidden else value
+
+
+def _print_next_steps(state: VaultState, kv_version: int) -> None:
+    settings = state.settings
+    flask = _flask_command()
+    version = " --kv-version 1" if kv_version == 1 else ""
+    name = "-".join(p for p in (settings.path_prefix, settings.environment) if p)
+    click.echo()
+    click.echo(f"Least-privilege policies for these secrets (KV v{kv_version}); apply them once with an admin token:")
+    for kind in ("app", "rotator"):
+        click.echo(f"  {flask} vault policy {kind}{version} | bao policy write {name}-{kind} -")
+    for kind in ("app", "rotator"):
+        click.echo()
+        click.echo(_policy_text(state, kind, kv_version), nl=False)
+    click.echo()
+    click.echo(f"Next: `{flask} vault status` (it exits 0 when the app can start), then start the app.")
+
+
+def _flask_command() -> str:
+    info = click.get_current_context().find_object(ScriptInfo)
+    path = info.app_import_path if info is not None else None
+    return f"flask --app {path}" if path else "flask"

@@ -157,7 +157,8 @@ def _secret_item(context: HealthContext, key: str) -> Item:
         item.update(status=WARN, output=f"Served from {where}: Vault did not provide it.", envVar=source.env_var)
         return item
     if source.origin != "vault":
-        item.update(status=FAIL, output="No value: Vault did not provide it and no fallback is set.")
+        reason = source.vault_error or "Vault did not provide it and no fallback is set."
+        item.update(status=FAIL, output=f"No value: {reason}")
         return item
     not_served = FAIL if settings.fail_closed else WARN
     entry = cache.peek(source.path) if source.path else None
@@ -207,7 +208,11 @@ def cache_check(context: HealthContext) -> Outcome:
     }
     if in_outage and outage_since is not None:
         item["outageSeconds"] = round(max(0.0, cache.clock() - outage_since), 1)
-        item["output"] = "Vault is unavailable; cached secrets are served within VAULT_STALE_MAX_AGE."
+        item["output"] = (
+            "Vault is unavailable; cached secrets are served within VAULT_STALE_MAX_AGE."
+            if len(cache)
+            else "Vault is unavailable and this process has no cached secret to serve."
+        )
     return Outcome([item])
 
 

@@ -14,7 +14,10 @@ The templates here are the ones shipped as ``policies/app.hcl`` and
 Render them with ``flask vault policy app|rotator`` or :func:`render_policy`.
 
 KV v2 keeps values under ``<mount>/data/`` and names and versions under
-``<mount>/metadata/``: a ``list`` capability on a ``data/`` path does nothing.
+``<mount>/metadata/``: a ``list`` capability on a ``data/`` path does nothing. KV v1 has
+neither: its values and names share one path, so for ``kv_version=1`` the two blocks
+become one on ``<mount>/<prefix>/<environment>/*`` with both blocks' capabilities (what
+Vault itself does with two blocks for one path, written out).
 """
 
 from __future__ import annotations
@@ -67,9 +70,12 @@ path "${transit_mount}/decrypt/${transit_key}" {
 """
 
 TEMPLATES = {"app": APP_POLICY, "rotator": ROTATOR_POLICY}
+KV_VERSIONS = (1, 2)
 
 _TRANSIT_BLOCK = re.compile(r"\n# BEGIN transit.*?# END transit\n", re.DOTALL)
 _KEY_NAME = re.compile(r"[A-Za-z0-9_.\-]+")
+_KV2_PART = re.compile(r'^path "\$\{mount\}/(?:data|metadata)/', re.MULTILINE)
+_BLOCK = re.compile(r'path "(?P<path>[^"]+)" \{\n  capabilities = \[(?P<caps>[^\]]*)\]\n\}\n')
 
 
 def render_policy(
@@ -80,8 +86,12 @@ def render_policy(
     environment: str,
     transit_mount: str = "transit",
     transit_key: str | None = None,
+    kv_version: int = 2,
 ) -> str:
-    """The ``app`` or ``rotator`` policy for one app and environment, as HCL."""
+    """The ``app`` or ``rotator`` policy for one app and environment, as HCL.
+
+    ``kv_version`` is the KV version of ``mount`` (1 or 2): the paths a policy names differ.
+    """
     try:
         template = TEMPLATES[kind]
     except KeyError:
@@ -91,6 +101,8 @@ def render_policy(
     check_path_part("VAULT_TRANSIT_MOUNT", transit_mount)
     if prefix:
         check_path_part("VAULT_PATH_PREFIX", prefix)
+    if kv_version not in KV_VERSIONS:
+        raise VaultConfigError(f"kv_version must be 1 or 2, got {kv_version!r}.", key="kv_version")
     if transit_key is not None and not _KEY_NAME.fullmatch(transit_key):
         raise VaultConfigError(
             f"VAULT_BACKUP_TRANSIT_KEY must be a Transit key name, got {transit_key!r}.", key="VAULT_BACKUP_TRANSIT_KEY"
@@ -100,6 +112,8 @@ def render_policy(
     if transit_key is None:
         template = _TRANSIT_BLOCK.sub("", template)
     body = _body(template)
+    if kv_version == 1:
+        body = _merge_blocks(_KV2_PART.sub('path "${mount}/', body))
     rendered = Template(body).substitute(
         mount=mount,
         prefix=prefix or "",
@@ -107,7 +121,8 @@ def render_policy(
         transit_mount=transit_mount,
         transit_key=transit_key or "",
     )
-    return f"# flask-vault {kind} policy for {mount}/{prefix + '/' if prefix else ''}{environment}\n{rendered}"
+    where = f"{mount}/{prefix + '/' if prefix else ''}{environment}"
+    return f"# flask-vault {kind} policy for {where}{' (KV v1)' if kv_version == 1 else ''}\n{rendered}"
 
 
 def _body(template: str) -> str:
@@ -115,3 +130,19 @@ def _body(template: str) -> str:
     lines = template.splitlines(keepends=True)
     start = next(i for i, line in enumerate(lines) if not line.startswith("#"))
     return "".join(lines[start:]).lstrip("\n")
+
+
+def _merge_blocks(body: str) -> str:
+    """One ``path`` block per path: later blocks' capabilities join the first block of their path."""
+    capabilities: dict[str, list[str]] = {}
+    for match in _BLOCK.finditer(body):
+        held = capabilities.setdefault(match["path"], [])
+        held.extend(c.strip() for c in match["caps"].split(",") if c.strip() not in held)
+
+    def first_only(match: re.Match[str]) -> str:
+        caps = capabilities.pop(match["path"], None)
+        if caps is None:  # a later block of a path already written
+            return ""
+        return f'path "{match["path"]}" {{\n  capabilities = [{", ".join(caps)}]\n}}\n'
+
+    return re.sub(r"\n{3,}", "\n\n", _BLOCK.sub(first_only, body)).rstrip("\n") + "\n"

@@ -65,7 +65,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 #: What each action is called in messages ("cannot rotate secret/...").
-VERBS = {"rotate": "rotate", "rollback": "roll back", "restore": "restore", "put": "write"}
+VERBS = {"rotate": "rotate", "rollback": "roll back", "restore": "restore", "put": "write", "init": "create"}
 
 
 @dataclass(frozen=True)

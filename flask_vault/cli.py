@@ -33,6 +33,7 @@ from flask_vault.client import VaultClient
 from flask_vault.errors import SecretNotFoundError, VaultError
 from flask_vault.health.format import format_report
 from flask_vault.health.monitor import get_monitor
+from flask_vault.mapping import keys_by_name
 from flask_vault.ops.backup import BackupStore, load_backup, plan_restore
 from flask_vault.ops.bootstrap import (
     OPTIONAL_DATABASE_FIELDS,
@@ -621,7 +622,7 @@ def init_command(from_file: TextIO | None, dry_run: bool, yes: bool) -> None:
     state = _state()
     client = state.client
     given = _read_init_file(from_file) if from_file is not None else {}
-    plan = plan_init(client, state.settings.secrets, state.settings.rotation)
+    plan = plan_init(client, keys_by_name(state.settings.secrets), state.settings.rotation)
     check_given(plan, given, source="--from-file")
     for item in plan.items:
         if item.exists:

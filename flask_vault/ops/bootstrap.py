@@ -20,13 +20,12 @@ by someone else in the meantime is never overwritten; running it again changes n
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from flask_vault.database import REQUIRED_FIELDS, build_database_url
 from flask_vault.errors import VaultConfigError, VaultError
-from flask_vault.mapping import keys_by_name
 from flask_vault.ops.write import ChangeResult, apply_write, plan_put, read_current
 from flask_vault.rotation_rules import FieldRule, RotationRules
 
@@ -90,14 +89,19 @@ class InitPlan:
         return next(item for item in self.items if item.name == name)
 
 
-def plan_init(client: VaultClient, secrets: Mapping[str, str], rules: RotationRules) -> InitPlan:
-    """Read every secret ``secrets`` (``VAULT_SECRETS``) maps and decide what creating it takes.
+def plan_init(
+    client: VaultClient, secrets: Mapping[str, Sequence[tuple[str, str | None]]], rules: RotationRules
+) -> InitPlan:
+    """Read every secret the app maps and decide what creating it takes.
+
+    ``secrets``: secret name -> its ``(config key, field or None)`` references, in
+    ``VAULT_SECRETS`` order (:func:`flask_vault.mapping.keys_by_name` gives them).
 
     Nothing is written and no value is made. A token that may not read a secret is refused
     here, naming the ``read`` capability and the API path its policy needs.
     """
     items = []
-    for name, refs in keys_by_name(secrets).items():
+    for name, refs in secrets.items():
         keys = tuple(key for key, _ in refs)
         database = any(field_name is None for _, field_name in refs)
         named = [field_name for _, field_name in refs if field_name is not None]

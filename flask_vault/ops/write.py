@@ -57,6 +57,7 @@ from flask_vault.errors import (
 from flask_vault.ops import pgrole
 from flask_vault.paths import check_secret_name
 from flask_vault.rotation_rules import FieldRule
+from flask_vault.vault.translate import path_settings
 
 if TYPE_CHECKING:
     from flask_vault.client import VaultClient
@@ -329,10 +330,13 @@ def permission_error(
     client: VaultClient, name: str, action: str, path: str, capability: str, held: list[str] | None
 ) -> VaultPermissionError:
     has = "unknown" if held is None else (", ".join(c for c in held if c != "deny") or "none")
-    what = "write encrypted backups for" if "/encrypt/" in path else VERBS.get(action, action)
+    transit = "/encrypt/" in path
+    what = "write encrypted backups for" if transit else VERBS.get(action, action)
+    settings = path_settings(client.mount_point, client.path_prefix, client.environment)
+    built = "" if transit else f"; that API path is built from {settings}"
     return VaultPermissionError(
         f"Permission denied: this token lacks the {capability!r} capability on {path} (it has: {has}), so it"
-        f" cannot {what} {client.full_path(name)}. Use a token whose policy grants it, such as"
+        f" cannot {what} {client.full_path(name)}{built}. Use a token whose policy grants it, such as"
         " policies/rotator.hcl (`flask vault policy rotator`). Nothing was changed.",
         url=client.url,
         mount=client.mount_point,

@@ -23,6 +23,7 @@ from flask_vault.errors import (
     VaultPermissionError,
 )
 from flask_vault.paths import base_path, relative_path
+from flask_vault.vault.translate import Need
 from flask_vault.vault.transport import Transport
 
 
@@ -132,7 +133,10 @@ class KV:
         if version is not None:
             raise VaultConfigError(f"Versions need a KV v2 mount; {self.mount_point!r} is KV v1.", key="version")
         response = self.transport.request(
-            "read", full, lambda: self._hvac.secrets.kv.v1.read_secret(rel, mount_point=self.mount_point)
+            "read",
+            full,
+            lambda: self._hvac.secrets.kv.v1.read_secret(rel, mount_point=self.mount_point),
+            need=Need(("read",), full),
         )
         return CachedSecret(full, dict(response["data"]), None, self.clock())
 
@@ -143,6 +147,7 @@ class KV:
             lambda: self._hvac.secrets.kv.v2.read_secret_version(
                 path=rel, version=version, mount_point=self.mount_point, raise_on_deleted_version=True
             ),
+            need=Need(("read",), f"{self.mount_point}/data/{rel}"),
         )
         data = response["data"]
         metadata = data.get("metadata")
@@ -188,10 +193,12 @@ class KV:
         lister: Callable[[], Any]
         if self.version(full) == 1:
             lister = lambda: self._hvac.secrets.kv.v1.list_secrets(rel, mount_point=self.mount_point)  # noqa: E731
+            need = Need(("list",), f"{full}/")
         else:
             lister = lambda: self._hvac.secrets.kv.v2.list_secrets(rel, mount_point=self.mount_point)  # noqa: E731
+            need = Need(("list",), f"{self.mount_point}/metadata/{rel}/")  # names live under metadata/, not data/
         try:
-            response = self.transport.request("list", full, lister)
+            response = self.transport.request("list", full, lister, need=need)
         except SecretNotFoundError:
             return []
         return list(response["data"]["keys"])
@@ -201,7 +208,10 @@ class KV:
         self.require_v2("read_metadata")
         rel, full = self.secret_path(name), self.full_path(name)
         response = self.transport.request(
-            "metadata", full, lambda: self._hvac.secrets.kv.v2.read_secret_metadata(rel, mount_point=self.mount_point)
+            "metadata",
+            full,
+            lambda: self._hvac.secrets.kv.v2.read_secret_metadata(rel, mount_point=self.mount_point),
+            need=Need(("read",), f"{self.mount_point}/metadata/{rel}", policy="rotator"),
         )
         return dict(response["data"])
 
@@ -225,6 +235,7 @@ class KV:
                 full,
                 lambda: self._hvac.secrets.kv.v1.create_or_update_secret(rel, payload, mount_point=self.mount_point),
                 idempotent=True,
+                need=Need(("create", "update"), full, policy="rotator"),
             )
             return None
         response = self.transport.request(
@@ -234,6 +245,7 @@ class KV:
                 rel, payload, cas=cas, mount_point=self.mount_point
             ),
             idempotent=False,
+            need=Need(("create", "update"), f"{self.mount_point}/data/{rel}", policy="rotator"),
         )
         written: int | None = response["data"]["version"]
         return written

@@ -24,6 +24,26 @@ from flask_vault.errors import (
 
 
 @dataclass(frozen=True)
+class Need:
+    """What a request needs from the token's policy: a capability on an API path.
+
+    A KV request names it, so a refusal can say what the policy must grant: on KV v2 the
+    API path is not the path users write (``secret/data/...`` for values,
+    ``secret/metadata/...`` for names and versions).
+    """
+
+    #: Capabilities any one of which allows the request, e.g. ``("read",)`` or ``("create", "update")``.
+    capabilities: tuple[str, ...]
+    #: The path the policy must name, e.g. ``secret/data/store-erp/production/flask``.
+    api_path: str
+    #: The shipped policy that grants it: ``app`` or ``rotator``.
+    policy: str = "app"
+
+    def describe(self) -> str:
+        return " or ".join(repr(c) for c in self.capabilities) + f" on {self.api_path}"
+
+
+@dataclass(frozen=True)
 class Where:
     """What an error message names: the address asked, the KV mount and the path."""
 
@@ -34,9 +54,24 @@ class Where:
     timeout: float
     #: False when the request carried no token (a 403 then means "log in", not "denied").
     has_token: bool
+    #: ``VAULT_PATH_PREFIX`` and ``VAULT_ENVIRONMENT``: with the mount, they built ``path``.
+    prefix: str | None = None
+    environment: str | None = None
+    #: What the policy must grant for this request (KV requests say it).
+    need: Need | None = None
 
     def fields(self) -> dict[str, Any]:
         return {"url": self.url, "mount": self.mount, "path": self.path}
+
+    def settings(self) -> str:
+        return path_settings(self.mount, self.prefix, self.environment)
+
+
+def path_settings(mount: str | None, prefix: str | None, environment: str | None) -> str:
+    """The settings a KV path is built from, as a message names them:
+    ``VAULT_MOUNT_POINT='secret', VAULT_PATH_PREFIX='app' and VAULT_ENVIRONMENT='production'``."""
+    shown = repr(prefix) if prefix else "unset"
+    return f"VAULT_MOUNT_POINT={mount!r}, VAULT_PATH_PREFIX={shown} and VAULT_ENVIRONMENT={environment!r}"
 
 
 def translate(exc: Exception, where: Where) -> VaultError:
@@ -78,9 +113,19 @@ def translate_status(exc: hvac.exceptions.VaultError, where: Where) -> VaultErro
     errors = "; ".join(str(e) for e in (exc.errors or []))[:300] or "no detail"
     status: int | None = getattr(exc, "status_code", None)  # set by VaultAdapter
     if isinstance(exc, hvac.exceptions.InvalidPath):
+        if "no handler for route" in errors:
+            engine, setting = (mount, "VAULT_MOUNT_POINT") if where.need is not None else (path.split("/")[0], None)
+            return VaultError(
+                f"Vault at {url} has no secrets engine mounted at {engine!r} (it answered 'no handler for route' for"
+                f" {path}). Check {setting or 'the setting that names that mount'}: `bao secrets list` (or"
+                " `vault secrets list`) shows the mounts.",
+                status=404,
+                **fields,
+            )
+        built = f" ({where.settings()})" if where.need is not None else ""
         return SecretNotFoundError(
-            f"No secret at {path} on {url} (mount {mount!r}). Check the name, VAULT_PATH_PREFIX and "
-            "VAULT_ENVIRONMENT, or create it with `flask vault put`.",
+            f"No secret at {path} on {url}{built}. Check the name, VAULT_PATH_PREFIX and VAULT_ENVIRONMENT,"
+            " or create it: `flask vault init` creates every secret the app maps, `flask vault put NAME` one.",
             status=404,
             **fields,
         )
@@ -91,12 +136,7 @@ def translate_status(exc: hvac.exceptions.VaultError, where: Where) -> VaultErro
                 status=403,
                 **fields,
             )
-        return VaultPermissionError(
-            f"Permission denied for {path} on {url}: the token's policies do not allow this, or the token "
-            "has expired or been revoked.",
-            status=403,
-            **fields,
-        )
+        return VaultPermissionError(_denied(where), status=403, **fields)
     if isinstance(exc, hvac.exceptions.Unauthorized):
         return VaultAuthError(f"Vault at {url} rejected the login for {path}: {errors}.", status=401, **fields)
     if isinstance(exc, hvac.exceptions.InvalidRequest):
@@ -123,3 +163,18 @@ def translate_status(exc: hvac.exceptions.VaultError, where: Where) -> VaultErro
     if status == 412 or (status is not None and status >= 500):
         return VaultUnavailableError(f"Vault at {url} answered HTTP {status} for {path}.", status=status, **fields)
     return VaultError(f"Vault at {url} answered {status or 'an error'} for {path}: {errors}.", status=status, **fields)
+
+
+def _denied(where: Where) -> str:
+    """A 403 with a token: what the policy must grant, and where the path came from."""
+    need = where.need
+    if need is None:
+        return (
+            f"Permission denied for {where.path} on {where.url}: the token's policies do not allow this, or the"
+            " token has expired or been revoked."
+        )
+    return (
+        f"Permission denied for {where.path} on {where.url}: the token's policies must grant {need.describe()}"
+        f" (the API path, built from {where.settings()}), or the token has expired or been revoked."
+        f" `flask vault policy {need.policy}` prints a policy that grants it."
+    )

@@ -38,7 +38,7 @@ import requests
 from flask_vault.errors import VaultError, VaultUnavailableError
 from flask_vault.observe.audit import OK, AuditTrail, TokenIdSource
 from flask_vault.settings import VaultSettings
-from flask_vault.vault.translate import Where, translate
+from flask_vault.vault.translate import Need, Where, translate
 
 T = TypeVar("T")
 
@@ -176,6 +176,7 @@ class Transport:
         *,
         idempotent: bool = True,
         token_hooks: bool = True,
+        need: Need | None = None,
     ) -> T:
         """Run ``func`` (one Vault request) with retries, failover, error translation and an audit record.
 
@@ -183,6 +184,7 @@ class Transport:
         ``idempotent=False``: never sent twice once it may
         have reached Vault. ``token_hooks=False`` for the requests the token's owner makes
         itself (logins, renewals, lookups): no login first, no token recovery after.
+        ``need``: the capability and API path a policy must grant, named when Vault refuses.
         """
         hooks = self._hooks if token_hooks else _NO_HOOKS
         started = time.perf_counter()
@@ -194,7 +196,7 @@ class Transport:
             try:
                 result = func()
             except Exception as exc:
-                error = translate(exc, self._where(path))
+                error = translate(exc, self._where(path, need))
                 if not relogged and hooks.recover(error, generation):
                     relogged = True  # a new token replaced an expired or revoked one: send it once more
                     continue
@@ -221,9 +223,18 @@ class Transport:
             )
             return result
 
-    def _where(self, path: str) -> Where:
+    def _where(self, path: str, need: Need | None) -> Where:
         settings = self.settings
-        return Where(self.url, settings.mount_point, path, settings.timeout, has_token=bool(self.token))
+        return Where(
+            self.url,
+            settings.mount_point,
+            path,
+            settings.timeout,
+            has_token=bool(self.token),
+            prefix=settings.path_prefix,
+            environment=settings.environment,
+            need=need,
+        )
 
     def _retry_delay(self, exc: Exception, error: VaultError, attempt: int, idempotent: bool) -> float | None:
         if attempt >= self.settings.max_retries or not isinstance(error, VaultUnavailableError):

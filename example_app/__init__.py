@@ -33,6 +33,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         app.config.update(test_config)
     os.makedirs(app.instance_path, exist_ok=True)  # backups and the demo's SQLite file live here
     vault.init_app(app)  # fills SECRET_KEY, JWT_SECRET_KEY and SQLALCHEMY_DATABASE_URI
+    if vault.loaded_for_cli(app):
+        return app  # `flask vault ...` needs no database or views, and the secrets may not exist yet
     db.init_app(app)
     jwt.init_app(app)
     app.register_blueprint(bp)

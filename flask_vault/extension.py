@@ -150,6 +150,17 @@ class FlaskVault:
     def get_secret(self, name: str, field: str | None = None, fallback_env: str | None = None) -> Any:
         return self.client.get_secret(name, field, fallback_env)
 
+    @staticmethod
+    def loaded_for_cli(app: Flask) -> bool:
+        """True when ``app`` was loaded for a ``flask vault`` command, which never serves it.
+
+        Its mapped keys may then have no value (a secret that does not exist yet, Vault
+        down): a factory that hands one to another extension right away (Flask-SQLAlchemy
+        needs ``SQLALCHEMY_DATABASE_URI``) can skip that part, e.g.
+        ``if vault.loaded_for_cli(app): return app`` after ``vault.init_app(app)``.
+        """
+        return get_state(app).mode in (CLI, OFFLINE)
+
     def stats(self) -> dict[str, Any]:
         """Counters of ``current_app``'s Vault use: requests by operation and outcome, cache,
         logins, renewals, health probes (see docs/health.md). No values, no tokens."""

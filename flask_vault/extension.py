@@ -19,7 +19,7 @@ from flask import Flask
 from flask_vault.auth.methods import authenticator_from_settings
 from flask_vault.cache import CachedSecret
 from flask_vault.client import VaultClient
-from flask_vault.errors import VaultAuthError, VaultConfigError, VaultError, VaultUnavailableError
+from flask_vault.errors import VaultConfigError, VaultError, VaultUnavailableError
 from flask_vault.mapping import SecretSource, keys_by_name, parse_references, value_for
 from flask_vault.ops.backup import default_backup_dir
 from flask_vault.paths import check_secret_name
@@ -211,8 +211,8 @@ def log_in(client: VaultClient, *, quiet: bool = False) -> VaultError | None:
 
 # -- filling config --------------------------------------------------------------------
 
-#: Errors that every further read would meet too: a lenient fill stops asking after one.
-_SHARED_FAILURES = (VaultUnavailableError, VaultAuthError)
+#: Errors that every further read would meet too, after a wait: a lenient fill stops asking after one.
+_SHARED_FAILURES = (VaultUnavailableError,)
 
 
 def fill_config(

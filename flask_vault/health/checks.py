@@ -117,7 +117,10 @@ def _login_unverified(context: HealthContext, item: Item, token: dict[str, Any],
         expired = expires_in <= 0
         item.update(observedValue=max(0, int(expires_in)), observedUnit="s")
     if not token.get("logged_in"):
-        item.update(status=FAIL, output=NO_TOKEN)
+        # A login method that has not reached Vault yet is configured all the same: say what stops it.
+        unreached = token.get("last_login") == "VaultUnavailableError"
+        output = f"Not logged in: Vault is {context.server.state}." if unreached else NO_TOKEN
+        item.update(status=FAIL, output=output)
     elif expired:
         item.update(status=FAIL, output="The token has expired and Vault cannot be asked for a new one.")
     elif relogin_refused:

@@ -309,3 +309,17 @@ def test_status_with_no_server_waits_for_nothing_and_sends_one_probe(tmp_path: P
     result = vault(app, "status")
     assert result.exit_code == 2
     assert "Vault is unavailable and this process has no cached secret to serve." in result.output
+
+
+def test_status_says_a_login_method_could_not_reach_vault_rather_than_no_token(tmp_path: Path) -> None:
+    config = {
+        "VAULT_URL": f"http://127.0.0.1:{unused_port()}",
+        "VAULT_AUTH_METHOD": "approle",
+        "VAULT_ROLE_ID": "role",
+        "VAULT_SECRET_ID": "secret-id-0f9e",
+    }
+    app = cli_app(config, "production", tmp_path)
+    result = vault(app, "status")
+    assert result.exit_code == 2
+    assert "login    fail method=approle authenticated=False - Not logged in: Vault is unreachable." in result.output
+    assert "No Vault token" not in result.output

@@ -116,19 +116,14 @@ class CommandError(click.ClickException):
         super().__init__(" ".join(message.split()))
 
 
-def vault_command(
-    name: str, *, load: str = CLI, quiet: str = "flask_vault.audit", **attrs: Any
-) -> Callable[[Callable[..., None]], click.Command]:
-    """``@vault_cli.command`` plus ``--debug``, the app loaded in ``load`` mode, and error translation.
-
-    ``quiet``: the logger kept off the screen when logging is not set up (``status`` reports
-    everything itself, so it keeps all of ``flask_vault`` quiet).
-    """
+def vault_command(name: str, *, load: str = CLI, **attrs: Any) -> Callable[[Callable[..., None]], click.Command]:
+    """``@vault_cli.command`` plus ``--debug``, the app loaded in ``load`` mode, and error translation."""
 
     def decorator(func: Callable[..., None]) -> click.Command:
         @functools.wraps(func)
         def wrapper(*args: Any, debug: bool = False, **kwargs: Any) -> None:
-            _quiet_unconfigured(quiet)
+            if not (debug or get_debug_flag()):
+                _quiet_unconfigured("flask_vault")
             try:
                 with app_for_command(load):
                     func(*args, **kwargs)
@@ -159,10 +154,12 @@ def vault_command(
 
 
 def _quiet_unconfigured(name: str) -> None:
-    """Keep records (meant for configured log handlers) off the screen when logging is not set up.
+    """Keep log records (meant for configured log handlers) off the screen when logging is not set up.
 
     Without any handler Python prints WARNING records to stderr, so every expected 404 or
-    lost check-and-set would add an audit line to the command's one-line error.
+    lost check-and-set would add an audit line to the command's one-line error, and a
+    process that has nothing cached would say it serves cached secrets. The command
+    reports what matters itself; ``--debug`` shows the records too.
     """
     logger = logging.getLogger(name)
     if not logging.getLogger().handlers and not logger.handlers:
@@ -240,7 +237,7 @@ def _describe(result: ChangeResult) -> str:
     return text
 
 
-@vault_command("status", quiet="flask_vault")
+@vault_command("status")
 @click.option("--json", "as_json", is_flag=True, help="Print the /health/vault document (with details) instead.")
 def status_command(as_json: bool) -> None:
     """Server, login, secrets and cache, as /health/vault sees them (exit 0 pass, 1 warn, 2 fail).

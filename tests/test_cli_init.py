@@ -323,3 +323,17 @@ def test_status_says_a_login_method_could_not_reach_vault_rather_than_no_token(t
     assert result.exit_code == 2
     assert "login    fail method=approle authenticated=False - Not logged in: Vault is unreachable." in result.output
     assert "No Vault token" not in result.output
+
+
+def test_status_names_a_missing_field_and_the_command_that_adds_it(
+    base_config: dict[str, Any], vault_root: hvac.Client, unique_env: str, tmp_path: Path
+) -> None:
+    vault_root.secrets.kv.v2.create_or_update_secret(f"{PREFIX}/{unique_env}/flask", {"secret_key": "only-sk-5566"})
+    secrets = {"SECRET_KEY": "flask#secret_key", "JWT_SECRET_KEY": "flask#jwt_secret"}
+    app = cli_app(base_config, unique_env, tmp_path, VAULT_SECRETS=secrets)
+    result = vault(app, "status")
+    assert result.exit_code == 2
+    assert "pass SECRET_KEY: vault" in result.output
+    assert "has no field 'jwt_secret'; fields present: secret_key." in result.output
+    assert "`flask vault put flask --field jwt_secret --merge`" in result.output
+    assert "only-sk-5566" not in result.output

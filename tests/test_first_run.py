@@ -16,7 +16,7 @@ import requests
 from flask import Flask
 
 from flask_vault import FlaskVault
-from flask_vault.devserver import OpenBaoServer, free_port_pair
+from flask_vault.devserver import OpenBaoServer, PersistentOpenBaoServer, free_port_pair
 from tests.core_support import poll
 from tests.first_run_support import ConnectionCounter, clean_env, run_flask, unused_port, write_fresh_app
 
@@ -252,3 +252,23 @@ def test_on_a_kv1_mount_a_token_with_the_printed_policy_reads_and_lists_the_apps
         assert f"{mount}/data/" in run_flask(folder, env, "vault", "policy", "app", timeout=30).stdout
     finally:
         vault_root.sys.disable_secrets_engine(mount)
+
+
+@pytest.mark.slow
+def test_with_vault_sealed_status_says_so_and_init_fails_in_one_line(tmp_path: Path) -> None:
+    server = PersistentOpenBaoServer().start()
+    try:
+        server.seal()
+        folder = write_fresh_app(tmp_path / "project")
+        env = clean_env(folder, VAULT_URL=server.url, VAULT_TOKEN=server.root_token, VAULT_STARTUP_TIMEOUT="600")
+        status = run_flask(folder, env, "vault", "status", timeout=60)
+        assert status.returncode == 2, status.stdout + status.stderr
+        lines = assert_one_line_per_problem(status.stdout)
+        assert "state=sealed" in lines[1] and "Vault at" in lines[1] and "is sealed" in lines[1]
+        assert all("sealed or down (HTTP 503)" in line for line in lines[4:7])
+        init = run_flask(folder, env, "vault", "init", "--yes", timeout=60)
+        assert init.returncode == 1 and "Traceback" not in init.stderr
+        assert init.stderr.startswith("Error: Vault at") and "sealed or down (HTTP 503)" in init.stderr
+        assert server.root_token not in status.stdout + init.stderr
+    finally:
+        server.stop()

@@ -166,12 +166,19 @@ class KV:
         if field not in entry.data:
             present = ", ".join(sorted(map(str, entry.data))) or "none"
             raise SecretNotFoundError(
-                f"The secret at {entry.path} has no field {field!r}; fields present: {present}.",
+                f"The secret at {entry.path} has no field {field!r}; fields present: {present}. Add it"
+                f" (`flask vault put {self._name_of(entry.path)} --field {field} --merge`) or fix the field name"
+                " in VAULT_SECRETS.",
                 url=self.transport.url,
                 mount=self.mount_point,
                 path=entry.path,
             )
         return entry.data[field]
+
+    def _name_of(self, path: str) -> str:
+        """The secret name in ``path`` (``secret/app/production/flask`` -> ``flask``)."""
+        folder = f"{self.mount_point}/{base_path(prefix=self.path_prefix, environment=self.environment)}/"
+        return path[len(folder) :] if path.startswith(folder) else path
 
     def list_names(self) -> list[str]:
         """Names of every secret under ``<prefix>/<environment>/``, sorted."""

@@ -337,3 +337,15 @@ def test_status_names_a_missing_field_and_the_command_that_adds_it(
     assert "has no field 'jwt_secret'; fields present: secret_key." in result.output
     assert "`flask vault put flask --field jwt_secret --merge`" in result.output
     assert "only-sk-5566" not in result.output
+
+
+def test_put_creates_a_missing_secret_from_an_app_that_could_not_fill_it(
+    base_config: dict[str, Any], vault_root: hvac.Client, unique_env: str, tmp_path: Path
+) -> None:
+    app = cli_app(base_config, unique_env, tmp_path, VAULT_SECRETS={"SECRET_KEY": "flask#secret_key"})
+    assert get_state(app).sources["SECRET_KEY"].origin == "missing"
+    result = vault(app, "put", "flask", "--yes", "--from-file", from_file(tmp_path, {"secret_key": "put-sk-8899"}))
+    assert result.exit_code == 0, result.output
+    assert current(vault_root, unique_env, "flask") == (1, {"secret_key": "put-sk-8899"})
+    reloaded = cli_app(base_config, unique_env, tmp_path, VAULT_SECRETS={"SECRET_KEY": "flask#secret_key"})
+    assert vault(reloaded, "status").exit_code == 0  # the next `flask vault status` process

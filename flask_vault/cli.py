@@ -673,7 +673,7 @@ def _describe_existing(item: InitItem) -> str:
 
 def _describe_sources(item: InitItem, given: dict[str, Any]) -> str:
     generated = [rule.field for rule in item.generate if rule.field not in given]
-    from_file = [f for f in given]
+    from_file = list(given)
     asked = [f for f in item.ask if f not in given]
     parts = [
         f"{', '.join(fields)} ({how})"

@@ -85,9 +85,6 @@ class InitPlan:
         """Secrets that exist but lack a field the app maps."""
         return tuple(item for item in self.items if item.exists and item.lacking)
 
-    def item(self, name: str) -> InitItem:
-        return next(item for item in self.items if item.name == name)
-
 
 def plan_init(
     client: VaultClient, secrets: Mapping[str, Sequence[tuple[str, str | None]]], rules: RotationRules

@@ -11,7 +11,8 @@ import re
 from flask_vault.errors import VaultConfigError
 
 _SEGMENT = re.compile(r"[A-Za-z0-9_.\-]+")
-_RULE = (
+#: The rule every secret name, mount, prefix and environment follows, in words.
+NAME_RULE = (
     "'/'-separated segments of ASCII letters, digits, '_', '.' and '-'"
     " (no empty, '.' or '..' segment, no leading or trailing '/')"
 )
@@ -26,7 +27,22 @@ def check_secret_name(name: object, *, argument: str = "name") -> str:
     """Return ``name`` if it is a valid secret name, else raise VaultConfigError."""
     if not isinstance(name, str) or not _is_valid(name):
         raise VaultConfigError(
-            f"Invalid secret {argument} {name!r}: expected {_RULE}, e.g. 'flask' or 'payments/stripe'.",
+            f"Invalid secret {argument} {name!r}: expected {NAME_RULE}, e.g. 'flask' or 'payments/stripe'.",
+            key=argument,
+        )
+    return name
+
+
+def check_field_name(name: object, *, argument: str = "field") -> str:
+    """Return ``name`` if it can be a field name to write: non-empty, no ``=``, whitespace or control characters.
+
+    The name is never shown: ``--field api_key=sk-...`` would put a value in it.
+    """
+    if not isinstance(name, str) or not name or "=" in name or not name.isprintable() or any(c.isspace() for c in name):
+        raise VaultConfigError(
+            f"Invalid field name in {argument}: a field name is not empty and has no '=', whitespace or control"
+            " characters (it is not shown here, as it may hold a value). Give the name alone; its value comes"
+            " from the hidden prompt, --from-file or stdin.",
             key=argument,
         )
     return name
@@ -35,7 +51,7 @@ def check_secret_name(name: object, *, argument: str = "name") -> str:
 def check_path_part(key: str, value: str) -> str:
     """Validate a configured mount, prefix or environment the same way as names."""
     if not _is_valid(value):
-        raise VaultConfigError(f"{key} must be {_RULE}, got {value!r}.", key=key)
+        raise VaultConfigError(f"{key} must be {NAME_RULE}, got {value!r}.", key=key)
     return value
 
 

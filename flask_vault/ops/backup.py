@@ -5,20 +5,31 @@ A backup is one JSON file per secret version, named
 app's instance folder, ``vault-backups/``; for a ``VaultClient`` outside an app, the
 user's state directory, see :func:`default_backup_dir`). Every write of an existing
 secret, by the CLI or the library, saves one first (:mod:`flask_vault.ops.write`).
-The directory is made 0700 and each file 0600, written to a temporary file, synced
-and then linked into place, so a crash never leaves a half-written backup under a
-real name.
+The directory is created 0700; an existing one that is a symlink, another user's or
+open to group/others is refused, never changed. Each file is 0600, written to a
+temporary file, synced and then linked into place, so a crash never leaves a
+half-written backup under a real name.
 
 Each file carries a header (secret name, mount, prefix, environment, KV path and
 version, reason, time), the data, and a SHA-256 checksum of everything else. When
 ``VAULT_BACKUP_TRANSIT_KEY`` names a Transit key the data is encrypted by Vault's
-Transit engine with the header as associated data, so the file never holds a
-plaintext value and an edited header cannot be decrypted. Without it the data is
-stored as plaintext (the CLI warns once per command).
+Transit engine with the header as associated data. Without it the data is stored as
+plaintext (the CLI warns once per command).
 
-:func:`load_backup` refuses a truncated, edited, unknown or foreign-environment file
-with a :class:`~flask_vault.errors.BackupError`; :func:`restore` then writes the data
-back as a new version through the write path (:func:`plan_restore`, then
+What protects what:
+
+* the **checksum** catches accidents (a truncated copy, a careless edit): anyone can
+  recompute it, so it proves nothing against someone who edits a file on purpose;
+* **Transit** catches tampering: without the key (which never leaves Vault) nobody can
+  make a ciphertext that decrypts, nor change a header without the decryption failing.
+  So an app that encrypts refuses plaintext files unless told otherwise
+  (``--allow-plaintext``).
+
+A file is never trusted to say where a request goes: :func:`check_backup` verifies it
+without asking Vault (names held to the rules settings follow; the mount, app prefix,
+environment and Transit mount and key must be this app's own), and only then, after
+the operator agreed, :func:`open_backup` decrypts it with the configured key and
+:func:`restore` writes it back through the write path (:func:`plan_restore`, then
 :func:`flask_vault.ops.write.apply_write`: backup of the current data first,
 check-and-set).
 """
@@ -32,15 +43,17 @@ import os
 import re
 import stat
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flask_vault.cache import CachedSecret
-from flask_vault.errors import BackupError, VaultError
+from flask_vault.display import safe_repr, safe_text
+from flask_vault.errors import BackupError, VaultConfigError, VaultError
 from flask_vault.ops.write import ChangeResult, WritePlan, apply_write, plan_write, read_current, require_kv2
-from flask_vault.paths import check_secret_name
+from flask_vault.paths import NAME_RULE, check_path_part, check_secret_name
 from flask_vault.state import get_state
 
 if TYPE_CHECKING:
@@ -221,20 +234,61 @@ class BackupStore:
         return target
 
     def ensure_directory(self) -> Path:
-        """Create the directory (0700) if needed and tighten it if others can read it."""
+        """The directory, created 0700 when missing; an existing one must already be private.
+
+        An existing directory that is a symlink, belongs to another user or is open to
+        group or others is refused (:class:`BackupError`, saying how to fix it), never
+        changed: it may be a shared directory someone pointed ``VAULT_BACKUP_DIR`` at.
+        """
+        directory = self.directory
         try:
-            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-            mode = stat.S_IMODE(self.directory.stat().st_mode)
-            if mode != 0o700:
-                os.chmod(self.directory, 0o700)
-                log.warning("Changed the mode of the backup directory %s from %o to 700.", self.directory, mode)
+            directory.parent.mkdir(parents=True, exist_ok=True)
+            directory.mkdir(mode=0o700)
+        except FileExistsError:
+            pass  # somebody's directory, or a file: checked below, never changed
         except OSError as exc:
-            raise BackupError(
-                f"Cannot use the backup directory {self.directory}: {exc.strerror or exc}. Set VAULT_BACKUP_DIR"
-                " to a directory this user can write. Nothing was changed in Vault.",
-                file=str(self.directory),
-            ) from exc
-        return self.directory
+            raise self._unusable(f"cannot create it: {exc.strerror or exc}") from exc
+        else:
+            try:
+                os.chmod(directory, 0o700)  # what we just made: the umask may have masked 0700 further
+            except OSError as exc:
+                raise self._unusable(f"cannot set its mode: {exc.strerror or exc}") from exc
+            log.info("Created the backup directory %s (mode 700).", directory)
+            return directory
+        self._check_private()
+        return directory
+
+    def _check_private(self) -> None:
+        directory = self.directory
+        try:
+            info = os.lstat(directory)
+        except OSError as exc:
+            raise self._unusable(f"cannot read it: {exc.strerror or exc}") from exc
+        if stat.S_ISLNK(info.st_mode):
+            raise self._unusable(
+                f"it is a symbolic link (to {os.readlink(directory)}). Point VAULT_BACKUP_DIR at the real"
+                " directory, or use a private one of your own"
+            )
+        if not stat.S_ISDIR(info.st_mode):
+            raise self._unusable("it is not a directory. Set VAULT_BACKUP_DIR to a directory")
+        if info.st_uid != os.geteuid():
+            raise self._unusable(
+                f"it belongs to another user (uid {info.st_uid}, this process runs as uid {os.geteuid()})."
+                " Use a directory of this user's, or run as its owner"
+            )
+        mode = stat.S_IMODE(info.st_mode)
+        if mode & 0o077:
+            raise self._unusable(
+                f"it is open to group or others (mode {mode:o}). Run `chmod 700 {directory}` if only this user"
+                " should read it, or choose another directory"
+            )
+
+    def _unusable(self, why: str) -> BackupError:
+        return BackupError(
+            f"Refusing the backup directory {self.directory}: {why}. Set VAULT_BACKUP_DIR to change it."
+            " Nothing was changed in Vault.",
+            file=str(self.directory),
+        )
 
     def _write_atomically(self, stem: str, text: str) -> Path:
         directory = self.ensure_directory()
@@ -296,13 +350,17 @@ class BackupStore:
         infos.sort(key=lambda info: (info.backed_up_at, info.file.name), reverse=True)
         return infos
 
-    def load(self, file: str | os.PathLike[str]) -> Backup:
-        """Read and verify a backup for this client's environment; see :func:`load_backup`."""
-        return load_backup(file, self.client)
+    def load(self, file: str | os.PathLike[str], *, allow_plaintext: bool = False) -> Backup:
+        """Read, verify and decrypt a backup for this client's app; see :func:`load_backup`."""
+        return load_backup(file, self.client, store=self, allow_plaintext=allow_plaintext)
 
 
 def read_info(path: Path) -> BackupInfo:
-    """The header of a backup file, with ``problem`` set when it does not verify."""
+    """The header of a backup file, with ``problem`` set when it does not verify.
+
+    Text read from the file (names, reason, times) is kept as it is; show it through
+    :func:`flask_vault.display.safe_text`.
+    """
     try:
         document = _read_document(path)
         _check_document(path, document)
@@ -312,12 +370,37 @@ def read_info(path: Path) -> BackupInfo:
     return _info(path, document)
 
 
-def load_backup(file: str | os.PathLike[str], client: VaultClient) -> Backup:
-    """Read, verify and (when encrypted) decrypt a backup meant for ``client``'s environment.
+@dataclass(frozen=True)
+class BackupFile:
+    """A backup file verified without asking Vault: intact, meant for this app, sealed as this store seals.
 
-    Raises :class:`BackupError` for a missing, truncated, edited, unknown or
-    foreign-environment file, or one Transit will not decrypt.
+    Made by :func:`check_backup`; :func:`open_backup` then decrypts it (an encrypted
+    file) with the store's own Transit key. Nothing in a file decides where a request goes.
     """
+
+    info: BackupInfo
+    #: The Transit mount and key that will decrypt it (the configured ones), or None for plaintext.
+    transit: tuple[str, str] | None
+    document: dict[str, Any] = field(repr=False)
+
+
+def check_backup(
+    file: str | os.PathLike[str],
+    client: VaultClient,
+    *,
+    store: BackupStore | None = None,
+    allow_plaintext: bool = False,
+) -> BackupFile:
+    """Verify a backup file for ``client``'s app without sending anything to Vault.
+
+    Refused with :class:`BackupError`: a missing, too big, truncated or edited file
+    (checksum), one whose names break the rules settings follow, one of another mount,
+    app (prefix) or environment, one encrypted with a Transit mount or key other than
+    ``store``'s (default: the client's own store, as ``VAULT_TRANSIT_MOUNT`` and
+    ``VAULT_BACKUP_TRANSIT_KEY`` say), and a plaintext file when the store encrypts,
+    unless ``allow_plaintext``.
+    """
+    store = store if store is not None else client.backups
     path = Path(file)
     document = _read_document(path)
     try:
@@ -325,27 +408,41 @@ def load_backup(file: str | os.PathLike[str], client: VaultClient) -> Backup:
     except BackupError as exc:
         named = document.get("environment")
         if isinstance(named, str) and named != client.environment:
-            exc.message += f" It also names environment {named!r}, not this app's {client.environment!r}."
+            exc.message += f" It also names environment {safe_repr(named)}, not this app's {client.environment!r}."
             exc.args = (exc.message,)
         raise
+    _check_names(path, document)
     info = _info(path, document)
-    expected = client.full_path(info.name) if _valid_name(info.name) else None
-    if info.environment != client.environment or info.path != expected:
-        raise BackupError(
-            f"{path} is a backup of {info.path} (environment {info.environment!r}), but this app uses"
-            f" environment {client.environment!r} ({expected or 'an invalid secret name'}). Refusing to restore"
-            " it here; Vault is unchanged.",
-            file=str(path),
-            path=info.path,
-        )
-    encryption = document.get("encryption")
-    if encryption is None:
-        data = document["data"]
-    else:
-        data = _decrypt(path, document, encryption, client)
+    _check_destination(path, document, info, client)
+    return BackupFile(info, _check_sealing(path, document, store, allow_plaintext), document)
+
+
+def open_backup(client: VaultClient, checked: BackupFile) -> Backup:
+    """The data of a checked backup file, decrypted (when encrypted) with the configured Transit key.
+
+    This is the first request made on a backup file's behalf: call it once the
+    operator has agreed to the restore.
+    """
+    path, document = checked.info.file, checked.document
+    data = document["data"] if checked.transit is None else _decrypt(path, document, checked.transit, client)
     if not isinstance(data, dict) or not data or not all(isinstance(k, str) and k for k in data):
         raise BackupError(f"{path} holds no secret fields to restore; Vault is unchanged.", file=str(path))
-    return Backup(info, dict(data))
+    return Backup(checked.info, dict(data))
+
+
+def load_backup(
+    file: str | os.PathLike[str],
+    client: VaultClient,
+    *,
+    store: BackupStore | None = None,
+    allow_plaintext: bool = False,
+) -> Backup:
+    """Verify (:func:`check_backup`) and decrypt (:func:`open_backup`) a backup meant for ``client``'s app.
+
+    Raises :class:`BackupError` for a file :func:`check_backup` refuses, or one Transit
+    will not decrypt.
+    """
+    return open_backup(client, check_backup(file, client, store=store, allow_plaintext=allow_plaintext))
 
 
 def plan_restore(client: VaultClient, backup: Backup) -> WritePlan:
@@ -355,12 +452,20 @@ def plan_restore(client: VaultClient, backup: Backup) -> WritePlan:
     return plan_write(client, backup.info.name, current, backup.data, action="restore")
 
 
-def restore(client: VaultClient, store: BackupStore | None, file: str | os.PathLike[str]) -> ChangeResult:
+def restore(
+    client: VaultClient,
+    store: BackupStore | None,
+    file: str | os.PathLike[str],
+    *,
+    allow_plaintext: bool = False,
+) -> ChangeResult:
     """Verify a backup file and write its data as the secret's new version (backup first, check-and-set).
 
-    ``store`` (None: the client's own) receives the backup of the data being replaced.
+    ``store`` (None: the client's own) decides how the file must be sealed (see
+    :func:`check_backup`) and receives the backup of the data being replaced.
     """
-    return apply_write(client, plan_restore(client, load_backup(file, client)), store)
+    backup = load_backup(file, client, store=store, allow_plaintext=allow_plaintext)
+    return apply_write(client, plan_restore(client, backup), store)
 
 
 # -- internals -------------------------------------------------------------------------
@@ -435,19 +540,97 @@ def _info(path: Path, document: dict[str, Any]) -> BackupInfo:
     )
 
 
-def _decrypt(path: Path, document: dict[str, Any], encryption: dict[str, Any], client: VaultClient) -> Any:
-    header = {key: document[key] for key in _HEADER_FIELDS}
-    try:
-        plaintext = client.transit_decrypt(
-            encryption["key"],
-            document["ciphertext"],
-            mount=encryption["mount"],
-            associated_data=_canonical(header),
+def _check_names(path: Path, document: dict[str, Any]) -> None:
+    """Every name a file gives is held to the rules its setting follows, before it is used or compared."""
+    encryption = document["encryption"] or {}
+    checks: list[tuple[str, object, Callable[[str, str], str]]] = [
+        ("name", document["name"], lambda _k, v: check_secret_name(v)),
+        ("mount", document["mount"], check_path_part),
+        ("environment", document["environment"], check_path_part),
+        ("encryption mount", encryption.get("mount"), check_path_part),
+        ("encryption key", encryption.get("key"), check_path_part),
+    ]
+    if document["prefix"] is not None:
+        checks.append(("prefix", document["prefix"], check_path_part))
+    for label, value, check in checks:
+        if value is None and label.startswith("encryption"):
+            continue
+        try:
+            check(label, value)  # type: ignore[arg-type]  # _check_document made them strings
+        except VaultConfigError:
+            raise BackupError(
+                f"{path} names an invalid {label} {safe_repr(value)}: names must be {NAME_RULE}. Refusing it;"
+                " nothing was sent to Vault.",
+                file=str(path),
+            ) from None
+
+
+def _check_destination(path: Path, document: dict[str, Any], info: BackupInfo, client: VaultClient) -> None:
+    """Refuse a file of another mount, app (prefix) or environment, or whose path is not its name's."""
+    ours = {"mount": client.mount_point, "prefix": client.path_prefix, "environment": client.environment}
+    for key, expected in ours.items():
+        if document[key] != expected:
+            what = "app (prefix)" if key == "prefix" else key
+            raise BackupError(
+                f"{path} is a backup of {safe_text(info.path)} ({what} {safe_repr(document[key])}), but this app uses"
+                f" {what} {expected!r} ({client.full_path(info.name)}). Refusing to restore it here; nothing was"
+                " sent to Vault.",
+                file=str(path),
+                path=safe_text(info.path),
+            )
+    if info.path != client.full_path(info.name):
+        raise BackupError(
+            f"{path} names the path {safe_repr(info.path)}, not {client.full_path(info.name)!r} where its secret"
+            f" {info.name!r} lives. Refusing it; nothing was sent to Vault.",
+            file=str(path),
+            path=safe_text(info.path),
         )
+
+
+def _check_sealing(
+    path: Path, document: dict[str, Any], store: BackupStore, allow_plaintext: bool
+) -> tuple[str, str] | None:
+    """The (mount, key) that will decrypt the file: the store's own, never one the file names."""
+    encryption = document["encryption"]
+    if encryption is None:
+        if store.encrypted and not allow_plaintext:
+            raise BackupError(
+                f"{path} holds plaintext data, but this app encrypts its backups (VAULT_BACKUP_TRANSIT_KEY"
+                f" {store.transit_key!r}), so it did not write this file: anyone who can write to the backup"
+                " directory could have. Refusing it; give --allow-plaintext (allow_plaintext=True) if you know"
+                " where it came from.",
+                file=str(path),
+            )
+        return None
+    if not store.encrypted:
+        raise BackupError(
+            f"{path} is encrypted with Transit key {safe_repr(encryption['key'])} on mount"
+            f" {safe_repr(encryption['mount'])}, but this app has no VAULT_BACKUP_TRANSIT_KEY. Set"
+            " VAULT_BACKUP_TRANSIT_KEY (and VAULT_TRANSIT_MOUNT) to them to restore it; nothing was sent to Vault.",
+            file=str(path),
+        )
+    assert store.transit_key is not None
+    configured = (store.transit_mount, store.transit_key)
+    if (encryption["mount"], encryption["key"]) != configured:
+        raise BackupError(
+            f"{path} names Transit key {safe_repr(encryption['key'])} on mount {safe_repr(encryption['mount'])},"
+            f" but this app encrypts with key {store.transit_key!r} on mount {store.transit_mount!r}"
+            " (VAULT_BACKUP_TRANSIT_KEY, VAULT_TRANSIT_MOUNT). Only those are used: refusing it; nothing was sent"
+            " to Vault.",
+            file=str(path),
+        )
+    return configured
+
+
+def _decrypt(path: Path, document: dict[str, Any], transit: tuple[str, str], client: VaultClient) -> Any:
+    mount, key = transit
+    header = {name: document[name] for name in _HEADER_FIELDS}
+    try:
+        plaintext = client.transit_decrypt(key, document["ciphertext"], mount=mount, associated_data=_canonical(header))
     except VaultError as exc:
         raise BackupError(
-            f"Transit key {encryption['key']!r} on mount {encryption['mount']!r} would not decrypt {path}"
-            f" (edited, or encrypted with another key): {exc.message} Refusing it; Vault is unchanged.",
+            f"Transit key {key!r} on mount {mount!r} would not decrypt {path} (edited, or encrypted with another"
+            f" key): {exc.message} Refusing it; Vault is unchanged.",
             file=str(path),
         ) from exc
     try:
@@ -468,14 +651,6 @@ def _checksum(document: dict[str, Any]) -> str:
 def _file_safe(text: str) -> str:
     """Secret names and environments are already ``[A-Za-z0-9_.-]`` segments; flatten the ``/``."""
     return re.sub(r"[^A-Za-z0-9_.\-]", "-", text.replace("/", "__"))
-
-
-def _valid_name(name: str) -> bool:
-    try:
-        check_secret_name(name)
-    except VaultError:
-        return False
-    return True
 
 
 def _mtime(path: Path) -> float:

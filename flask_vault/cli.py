@@ -30,11 +30,12 @@ from flask.cli import AppGroup, NoAppException, ScriptInfo
 from flask.helpers import get_debug_flag
 
 from flask_vault.client import VaultClient
+from flask_vault.display import safe_repr, safe_text
 from flask_vault.errors import SecretNotFoundError, VaultError
 from flask_vault.health.format import format_report
 from flask_vault.health.monitor import get_monitor
 from flask_vault.mapping import keys_by_name
-from flask_vault.ops.backup import BackupStore, load_backup, plan_restore
+from flask_vault.ops.backup import BackupStore, check_backup, open_backup, plan_restore
 from flask_vault.ops.bootstrap import (
     OPTIONAL_DATABASE_FIELDS,
     InitItem,
@@ -47,7 +48,7 @@ from flask_vault.ops.bootstrap import (
 from flask_vault.ops.policies import KV_VERSIONS, TEMPLATES, render_policy
 from flask_vault.ops.rotation import plan_rollback, plan_rotation
 from flask_vault.ops.write import ChangeResult, apply_write, check_can_write, plan_put, require_kv2
-from flask_vault.paths import check_secret_name
+from flask_vault.paths import check_field_name, check_secret_name
 from flask_vault.rotation_rules import PROTECTED_FIELDS, RotationRules
 from flask_vault.state import CLI, OFFLINE, VaultState, find_state, get_state, reset_load_mode, set_load_mode
 
@@ -107,13 +108,18 @@ def _where(exc: BaseException) -> str:
 # `get --reveal`; writes ask for confirmation on a terminal.
 
 MASK = "********"
+#: Longest error line (our messages are shorter; this bounds text quoted from outside).
+_MESSAGE_LIMIT = 2000
+#: Longest table cell (a damaged backup's problem names its file).
+_CELL_LIMIT = 400
 
 
 class CommandError(click.ClickException):
     """A one-line error and exit code 1."""
 
     def __init__(self, message: str) -> None:
-        super().__init__(" ".join(message.split()))
+        # One line, whatever Vault's or a file's text inside it held.
+        super().__init__(safe_text(" ".join(message.split()), _MESSAGE_LIMIT))
 
 
 def vault_command(name: str, *, load: str = CLI, **attrs: Any) -> Callable[[Callable[..., None]], click.Command]:
@@ -195,9 +201,30 @@ def _stdout_is_terminal() -> bool:
     return sys.stdout is not None and sys.stdout.isatty()
 
 
+class ConfirmationNeeded(click.ClickException):
+    """A command that writes to Vault, run without a terminal and without --yes (exit 2)."""
+
+    exit_code = 2
+
+
+def _require_yes_or_terminal(yes: bool) -> None:
+    """Before anything is read or sent: without a terminal to ask on, a write needs --yes.
+
+    ssh without -t, a subprocess, ``</dev/null`` and cron have no terminal; going ahead
+    there would make every write unconfirmed by accident.
+    """
+    if not yes and not _interactive():
+        command = f"flask vault {click.get_current_context().info_name}"
+        raise ConfirmationNeeded(
+            f"`{command}` writes to Vault and there is no terminal to confirm on: add --yes to go ahead."
+            " Nothing was changed."
+        )
+
+
 def _confirm(question: str, yes: bool) -> None:
-    """Ask on a terminal (unless --yes); without one, go ahead as cron jobs need."""
-    if not yes and _interactive():
+    """Ask on a terminal unless --yes (a command without either was refused at its start)."""
+    if not yes:
+        _require_yes_or_terminal(yes)
         click.confirm(question, abort=True)
 
 
@@ -206,11 +233,22 @@ def _warn_plaintext(store: BackupStore) -> None:
         click.echo(store.plaintext_warning, err=True)
 
 
+#: Longest revealed value shown in a listing (`get --reveal`); `get --field F --reveal` prints it whole.
+_VALUE_LIMIT = 4096
+
+
 def _show(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value)
+    """A value (only with --reveal) on one line, control characters escaped."""
+    return safe_text(value if isinstance(value, str) else json.dumps(value), _VALUE_LIMIT)
+
+
+def _version_text(version: int | None) -> str:
+    return "-" if version is None else str(version)
 
 
 def _table(headers: list[str], rows: list[list[str]]) -> str:
+    """Rows as aligned columns; every cell escaped and bounded (text from files and Vault)."""
+    rows = [[safe_text(cell, _CELL_LIMIT) for cell in row] for row in rows]
     widths = [max(len(cell) for cell in column) for column in zip(headers, *rows, strict=True)]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)) for row in [headers, *rows]]
     return "\n".join(line.rstrip() for line in lines)
@@ -226,7 +264,7 @@ def _progress(items: list[str], label: str) -> Iterator[str]:
 
 
 def _describe(result: ChangeResult) -> str:
-    fields = ", ".join(result.fields) or "no field changed"
+    fields = safe_text(", ".join(result.fields)) or "no field changed"
     text = f"{result.path} ({fields})"
     if result.new_version is not None:  # KV v1 has no versions
         text += f": version {result.old_version or '-'} -> {result.new_version}"
@@ -265,17 +303,21 @@ def get_command(name: str, field_name: str | None, version: int | None, reveal: 
     entry = _client().read_version(name, version)
     if field_name is not None:
         if field_name not in entry.data:
-            present = ", ".join(sorted(entry.data)) or "none"
-            raise CommandError(f"The secret at {entry.path} has no field {field_name!r}; fields present: {present}.")
-        click.echo(_show(entry.data[field_name]) if reveal else MASK)
+            present = safe_text(", ".join(sorted(entry.data))) or "none"
+            raise CommandError(
+                f"The secret at {entry.path} has no field {safe_repr(field_name)}; fields present: {present}."
+            )
+        value = entry.data[field_name]
+        # The one raw output: for `$(flask vault get NAME --field F --reveal)` and pipes.
+        click.echo((value if isinstance(value, str) else json.dumps(value)) if reveal else MASK)
         return
-    created = f", created {entry.created_time}" if entry.created_time else ""
-    click.echo(f"{entry.path} (version {entry.version if entry.version is not None else '-'}{created})")
+    created = f", created {safe_text(entry.created_time)}" if entry.created_time else ""
+    click.echo(f"{entry.path} (version {_version_text(entry.version)}{created})")
     for key in sorted(entry.data):
-        click.echo(f"  {key}: {_show(entry.data[key]) if reveal else MASK}")
+        click.echo(f"  {safe_text(key)}: {_show(entry.data[key]) if reveal else MASK}")
 
 
-@vault_command("put")
+@vault_command("put", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 @click.argument("name")
 @click.option(
     "--from-file", "from_file", type=click.File("r", encoding="utf-8"), help="A JSON object of fields ('-': stdin)."
@@ -290,7 +332,11 @@ def get_command(name: str, field_name: str | None, version: int | None, reveal: 
 @yes_option
 def put_command(name: str, from_file: TextIO | None, field_names: tuple[str, ...], merge: bool, yes: bool) -> None:
     """Write a secret's fields: from a hidden prompt, --from-file FILE (JSON) or stdin; never from arguments."""
+    _refuse_extra_arguments()
     check_secret_name(name)
+    for position, field_name in enumerate(field_names, start=1):
+        check_field_name(field_name, argument=f"--field ({_ordinal(position)})")
+    _require_yes_or_terminal(yes)
     given = _read_put_input(from_file, field_names)
     client, store = _client(), _store()
     plan = plan_put(client, name, given, merge=merge)
@@ -308,6 +354,21 @@ def put_command(name: str, from_file: TextIO | None, field_names: tuple[str, ...
             f" `flask vault rotate --secret {name}` changes both.",
             err=True,
         )
+
+
+def _refuse_extra_arguments() -> None:
+    """A value typed after NAME (``put flask secret_key=...``) is refused without being shown."""
+    extra = click.get_current_context().args
+    if extra:
+        raise click.UsageError(
+            f"`put` takes one NAME; {len(extra)} more argument(s) were given (not shown: they may hold a value)."
+            " Values never come from arguments, which shell history and `ps` keep: use the hidden prompt,"
+            " --from-file FILE or stdin. Nothing was written."
+        )
+
+
+def _ordinal(number: int) -> str:
+    return {1: "1st", 2: "2nd", 3: "3rd"}.get(number, f"{number}th")
 
 
 def _read_put_input(from_file: TextIO | None, field_names: tuple[str, ...]) -> dict[str, Any]:
@@ -332,6 +393,11 @@ def _read_put_input(from_file: TextIO | None, field_names: tuple[str, ...]) -> d
             field_name = click.prompt("Field name (empty to finish)", default="", show_default=False).strip()
             if not field_name:
                 break
+            try:
+                check_field_name(field_name, argument="field")
+            except VaultError as exc:
+                click.echo(exc.message, err=True)
+                continue
             names.append(field_name)
     values = {f: click.prompt(f"Value for {f}", hide_input=True, confirmation_prompt=True) for f in names}
     if not values:
@@ -370,7 +436,7 @@ def list_command() -> None:
     client = _client()
     names = client.list_secrets()
     for name in names:
-        click.echo(name)
+        click.echo(safe_text(name))
     if not names:
         root = "/".join(p for p in (client.mount_point, client.path_prefix, client.environment) if p)
         click.echo(f"no secrets under {root}/", err=True)
@@ -386,7 +452,7 @@ def versions_command(name: str) -> None:
     current = meta.get("current_version")
     kept = meta.get("max_versions") or "the mount's default number of"
     click.echo(
-        f"{client.full_path(name)}: current version {current}, keeps {kept} versions,"
+        f"{client.full_path(name)}: current version {safe_text(current)}, keeps {safe_text(kept)} versions,"
         f" cas_required={str(bool(meta.get('cas_required'))).lower()}"
     )
     rows = []
@@ -413,6 +479,8 @@ def rotate_command(rotate_all: bool, name: str | None, field_names: tuple[str, .
         raise click.UsageError("Give --all or --secret NAME.")
     if field_names and not name:
         raise click.UsageError("--field needs --secret NAME.")
+    if not dry_run:
+        _require_yes_or_terminal(yes)
     client, store = _client(), _store()
     rules = _state().settings.rotation
     if name:
@@ -478,7 +546,7 @@ def _rotate_all(client: VaultClient, store: BackupStore, rules: RotationRules, d
         rows.append([name, fields, f"{result.old_version} -> {result.new_version}", status, backup])
     click.echo(_table(["SECRET", "FIELDS", "VERSION", "RESULT", "BACKUP"], rows + skipped))
     for number, message in enumerate(errors, start=1):
-        click.echo(f"({number}) {' '.join(message.split())}")
+        click.echo(f"({number}) {safe_text(' '.join(message.split()), _MESSAGE_LIMIT)}")
     if not dry_run and any(row[3].startswith("rotated") for row in rows):
         click.echo(f"backups in {store.directory}")
     if errors:
@@ -491,6 +559,7 @@ def _rotate_all(client: VaultClient, store: BackupStore, rules: RotationRules, d
 @yes_option
 def rollback_command(name: str, version: int, yes: bool) -> None:
     """Write version N's data as a new version (history is kept)."""
+    _require_yes_or_terminal(yes)
     client, store = _client(), _store()
     plan = plan_rollback(client, name, version)
     _confirm(f"Write version {version}'s data to {plan.path} as a new version (current: {plan.old_version})?", yes)
@@ -547,19 +616,32 @@ def backups_command(name: str | None, directory: str | None) -> None:
 
 @vault_command("restore")
 @click.argument("file", type=click.Path(dir_okay=False))
+@click.option(
+    "--allow-plaintext",
+    is_flag=True,
+    help="Accept a plaintext file although this app encrypts its backups (VAULT_BACKUP_TRANSIT_KEY).",
+)
 @yes_option
-def restore_command(file: str, yes: bool) -> None:
-    """Verify a backup file and write its data as the secret's new version."""
+def restore_command(file: str, allow_plaintext: bool, yes: bool) -> None:
+    """Verify a backup file and write its data as the secret's new version.
+
+    The file is checked before anything is sent to Vault: it must be this app's (mount,
+    prefix, environment), intact, and sealed with this app's Transit key when it has one.
+    """
+    _require_yes_or_terminal(yes)
     client, store = _client(), _store()
-    require_kv2(client, "restore")
-    backup = load_backup(file, client)
-    info = backup.info
-    plan = plan_restore(client, backup)
-    now = f"current: version {plan.old_version}" if plan.current is not None else "the secret does not exist now"
-    _confirm(f"Restore {info.path} to the data of version {info.version} backed up {info.backed_up_at} ({now})?", yes)
+    checked = check_backup(file, client, store=store, allow_plaintext=allow_plaintext)
+    info = checked.info
+    sealed = f"encrypted with Transit key {checked.transit[1]!r}" if checked.transit else "a plaintext file"
+    _confirm(
+        f"Restore {info.path} to the data of version {_version_text(info.version)} backed up"
+        f" {safe_text(info.backed_up_at)} (reason {safe_repr(info.reason)}, {sealed})?",
+        yes,
+    )
+    plan = plan_restore(client, open_backup(client, checked))
     _warn_plaintext(store)
     result = apply_write(client, plan, store)
-    click.echo(f"restored version {info.version} from {file}: {_describe(result)}")
+    click.echo(f"restored version {_version_text(info.version)} from {safe_text(file)}: {_describe(result)}")
 
 
 @vault_command("policy", load=OFFLINE)

@@ -58,9 +58,13 @@ class SecretChange:
 ChangeCallback = Callable[[SecretChange], None]
 
 
-@dataclass
+@dataclass(repr=False)
 class ConfigRefresher:
-    """Keeps one app's mapped config keys in step with the cache."""
+    """Keeps one app's mapped config keys in step with the cache.
+
+    Its ``repr`` names the app and the secrets it follows; never a value (the previous
+    JWT signing keys it keeps would let anyone who reads them forge tokens).
+    """
 
     app: Flask
     state: VaultState
@@ -75,6 +79,12 @@ class ConfigRefresher:
 
     def __post_init__(self) -> None:
         self._name_by_path = {self.state.client.full_path(name): name for name in self.keys_by_name}
+
+    def __repr__(self) -> str:
+        return (
+            f"<ConfigRefresher app={self.app.name!r} secrets={sorted(self.keys_by_name)!r}"
+            f" previous_jwt_keys={len(self.previous_jwt_keys)}>"
+        )
 
     # -- per request -----------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from tests.rotation_support import current, seed_env
 
 RACE_APP = Path(__file__).with_name("race_app.py")
 ROUNDS = 20
+ROTATE = ["vault", "rotate", "--secret", "flask", "--yes"]
 REPORTED = re.compile(r"version \d+ -> (\d+)")
 
 pytestmark = pytest.mark.slow
@@ -30,7 +31,7 @@ def start_rotation(url: str, token: str, env: str, instance: Path, gate: str | N
     if gate:
         environ["RACE_GATE"] = gate
     return subprocess.Popen(
-        [sys.executable, "-m", "flask", "--app", f"{RACE_APP}:create_app", "vault", "rotate", "--secret", "flask"],
+        [sys.executable, "-m", "flask", "--app", f"{RACE_APP}:create_app", *ROTATE],
         env=environ,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

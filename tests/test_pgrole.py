@@ -208,7 +208,7 @@ def test_put_changes_vault_only_and_says_so(
     cli_app: Flask, vault_root: hvac.Client, env: str, pg_admin: Any, pg_role: tuple[str, str]
 ) -> None:
     role, initial = pg_role
-    result = vault(cli_app, "put", "database", "--field", "password", "--merge", input="typed-by-hand-123\n")
+    result = vault(cli_app, "put", "database", "--field", "password", "--merge", "--yes", input="typed-by-hand-123\n")
     assert result.exit_code == 0, result.output
     assert "only Vault changed" in result.output
     assert password_is(pg_admin, role, initial)

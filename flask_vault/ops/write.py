@@ -55,7 +55,7 @@ from flask_vault.errors import (
     VaultPermissionError,
 )
 from flask_vault.ops import pgrole
-from flask_vault.paths import check_secret_name
+from flask_vault.paths import check_field_name, check_secret_name
 from flask_vault.rotation_rules import FieldRule
 from flask_vault.vault.translate import path_settings
 
@@ -264,6 +264,8 @@ def plan_put(
     """
     check_secret_name(name)
     given = check_data(data)
+    for position, field_name in enumerate(given, start=1):
+        check_field_name(field_name, argument=f"data (field {position} of {len(given)})")
     if cas is not None and (isinstance(cas, bool) or not isinstance(cas, int) or cas < 0):
         raise VaultConfigError(f"cas must be a version number >= 0, got {cas!r}.", key="cas")
     current = read_current(client, name, missing_ok=True, action="put")

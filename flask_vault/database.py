@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
+from flask_vault.display import safe_text
 from flask_vault.errors import SecretNotFoundError, VaultError
 
 REQUIRED_FIELDS = ("username", "host", "database")
@@ -24,7 +25,7 @@ def build_database_url(data: Mapping[str, Any], *, path: str | None = None) -> s
         raise SecretNotFoundError(
             f"The database secret at {path or '?'} has no 'url' field and lacks "
             f"{', '.join(repr(m) for m in missing)} to build one; fields present: "
-            f"{', '.join(sorted(map(str, data))) or 'none'}.",
+            f"{safe_text(', '.join(sorted(map(str, data)))) or 'none'}.",
             path=path,
         )
     driver = str(data.get("driver") or "postgresql")

@@ -24,7 +24,7 @@ from flask_vault.mapping import SecretSource, keys_by_name, parse_references, va
 from flask_vault.ops.backup import default_backup_dir
 from flask_vault.paths import check_secret_name
 from flask_vault.refresh import ChangeCallback, ConfigRefresher
-from flask_vault.settings import FALLBACK_ENV_NAMES, LOGIN_CREDENTIAL_KEYS, VaultSettings
+from flask_vault.settings import CREDENTIAL_KEYS, FALLBACK_ENV_NAMES, VaultSettings
 from flask_vault.state import CLI, OFFLINE, VaultState, get_state, load_mode, refuse_second_registration, set_state
 
 if TYPE_CHECKING:
@@ -57,7 +57,7 @@ class FlaskVault:
         backup_dir = default_backup_dir(settings, app.instance_path)
         client = VaultClient.from_settings(settings, authenticator=authenticator, backup_dir=backup_dir)
         state = VaultState(settings=settings, client=client, mode=load_mode())
-        self._remove_login_credentials(app)
+        self._remove_credentials(app)
         if state.mode != OFFLINE:  # `flask vault policy` needs the settings only: no request at all
             lenient = state.mode == CLI
             login_error = log_in(client, quiet=lenient)
@@ -101,9 +101,10 @@ class FlaskVault:
         return register if callback is None else register(callback)
 
     @staticmethod
-    def _remove_login_credentials(app: Flask) -> None:
-        """Login credentials leave ``app.config`` once the authenticator holds them."""
-        for key in LOGIN_CREDENTIAL_KEYS:
+    def _remove_credentials(app: Flask) -> None:
+        """Credentials leave ``app.config`` once read: the authenticator holds the login ones, the settings
+        the health token. A config dump, a debug page or an error tracker then finds none of them."""
+        for key in CREDENTIAL_KEYS:
             app.config.pop(key, None)
 
     @staticmethod

@@ -23,6 +23,11 @@ def _is_valid(value: str) -> bool:
     return all(_SEGMENT.fullmatch(s) and s not in (".", "..") for s in segments)
 
 
+def is_valid_name(value: object) -> bool:
+    """True when ``value`` is a string that follows :data:`NAME_RULE` (a secret name, mount, prefix...)."""
+    return isinstance(value, str) and _is_valid(value)
+
+
 def check_secret_name(name: object, *, argument: str = "name") -> str:
     """Return ``name`` if it is a valid secret name, else raise VaultConfigError."""
     if not isinstance(name, str) or not _is_valid(name):

@@ -88,11 +88,27 @@ def parse_urls(key: str, value: object) -> tuple[str, ...]:
         if not sep or scheme not in ("http", "https") or not rest:
             raise _bad(
                 key,
-                url,
+                _without_userinfo(url),
                 "an http:// or https:// URL such as 'https://vault.example.com:8200'"
                 " (several may be separated by commas)",
             )
+        if "@" in rest.split("/", 1)[0]:
+            raise VaultConfigError(
+                f"{key} must not hold a user name or password ({_without_userinfo(url)!r}): Vault does not read"
+                " them, and every message, health report and repr that names the address would show them. Put"
+                " the address alone in VAULT_URL and log in with VAULT_TOKEN or a login method (VAULT_AUTH_METHOD).",
+                key=key,
+            )
     return urls
+
+
+def _without_userinfo(url: str) -> str:
+    """``url`` with anything before an ``@`` in its authority replaced, so a message never shows it."""
+    scheme, sep, rest = url.partition("://")
+    authority, slash, tail = rest.partition("/")
+    if "@" in authority:
+        authority = "<credentials>@" + authority.rsplit("@", 1)[1]
+    return f"{scheme}{sep}{authority}{slash}{tail}"
 
 
 def parse_secrets_mapping(key: str, value: object) -> dict[str, str]:
@@ -307,8 +323,10 @@ class _Lookup:
 
 
 #: A credential the authenticator holds: removed from app.config and from the settings after start-up.
+#: ``VAULT_ROLE_ID`` counts: it is half of an AppRole login, and often the easier half to steal.
 LOGIN = "login"
-#: A credential the app itself keeps using (the health endpoint's bearer token).
+#: A credential the app itself keeps using (the health endpoint's bearer token): removed from
+#: app.config, kept in the settings, never in their repr.
 KEPT = "kept"
 
 
@@ -398,7 +416,7 @@ _SPECS: tuple[_Spec, ...] = (
     _Spec("VAULT_MAX_RETRIES", "max_retries", _count),
     _Spec("VAULT_AUTH_METHOD", "auth_method", parse_auth_method),
     _Spec("VAULT_TOKEN_FILE", "token_file", parse_optional_str),
-    _Spec("VAULT_ROLE_ID", "role_id", parse_optional_str),
+    _Spec("VAULT_ROLE_ID", "role_id", parse_optional_str, credential=LOGIN),
     _Spec("VAULT_SECRET_ID", "secret_id", parse_optional_str, credential=LOGIN),
     _Spec("VAULT_SECRET_ID_FILE", "secret_id_file", parse_optional_str),
     _Spec("VAULT_WRAPPED_SECRET_ID", "wrapped_secret_id", parse_optional_str, credential=LOGIN),
@@ -420,7 +438,7 @@ _SPECS: tuple[_Spec, ...] = (
     _Spec("VAULT_DATABASE_BINDS", "database_binds", parse_binds),
 )
 
-#: Settings that hold a credential: their values are never shown (messages, reprs).
+#: Settings that hold a credential: their values are never shown (messages, reprs) and leave ``app.config``.
 CREDENTIAL_KEYS = frozenset(spec.key for spec in _SPECS if spec.credential)
 #: Login credentials: removed from ``app.config`` once the authenticator holds them.
 LOGIN_CREDENTIAL_KEYS = tuple(spec.key for spec in _SPECS if spec.credential == LOGIN)

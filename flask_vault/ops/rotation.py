@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from flask_vault.display import safe_text
 from flask_vault.errors import SecretNotFoundError, VaultConfigError
 from flask_vault.ops.write import ChangeResult, WritePlan, apply_write, plan_write, read_current, require_kv2
 from flask_vault.paths import check_secret_name
@@ -78,7 +79,7 @@ def _rotation_plan(client: VaultClient, name: str, current: CachedSecret, rules:
 def _check_fields_present(client: VaultClient, current: CachedSecret, rules: tuple[FieldRule, ...], hint: str) -> None:
     missing = [rule.field for rule in rules if rule.field not in current.data]
     if missing:
-        present = ", ".join(sorted(current.data)) or "none"
+        present = safe_text(", ".join(sorted(current.data))) or "none"
         raise SecretNotFoundError(
             f"{current.path} has no field {', '.join(map(repr, missing))} to rotate; fields present: {present}." + hint,
             url=client.url,

@@ -8,6 +8,7 @@ values; :class:`~flask_vault.client.VaultClient` puts a cache in front.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 import hvac
 
 from flask_vault.cache import CachedSecret
+from flask_vault.display import safe_repr, safe_text
 from flask_vault.errors import (
     SecretNotFoundError,
     VaultAuthError,
@@ -22,9 +24,16 @@ from flask_vault.errors import (
     VaultError,
     VaultPermissionError,
 )
-from flask_vault.paths import base_path, relative_path
+from flask_vault.paths import base_path, is_valid_name, relative_path
 from flask_vault.vault.translate import Need
 from flask_vault.vault.transport import Transport
+
+log = logging.getLogger(__name__)
+
+#: Bounds of a recursive listing (`flask vault list`, `rotate --all`, `backup --all`).
+MAX_LISTED_NAMES = 10_000
+MAX_LISTED_FOLDERS = 1_000
+MAX_LIST_DEPTH = 16
 
 
 class KV:
@@ -164,7 +173,7 @@ class KV:
     def field(self, entry: CachedSecret, field: str) -> Any:
         """One field's value; :class:`SecretNotFoundError` listing the fields present when it is absent."""
         if field not in entry.data:
-            present = ", ".join(sorted(map(str, entry.data))) or "none"
+            present = safe_text(", ".join(sorted(map(str, entry.data)))) or "none"
             raise SecretNotFoundError(
                 f"The secret at {entry.path} has no field {field!r}; fields present: {present}. Add it"
                 f" (`flask vault put {self._name_of(entry.path)} --field {field} --merge`) or fix the field name"
@@ -181,19 +190,40 @@ class KV:
         return path[len(folder) :] if path.startswith(folder) else path
 
     def list_names(self) -> list[str]:
-        """Names of every secret under ``<prefix>/<environment>/``, sorted."""
+        """Names of every secret under ``<prefix>/<environment>/``, sorted.
+
+        Each key Vault lists is held to the rules of secret names before it is used (one
+        that breaks them is skipped, with a warning); the walk stops with a
+        :class:`VaultError` past :data:`MAX_LISTED_NAMES` names, :data:`MAX_LISTED_FOLDERS`
+        folders or :data:`MAX_LIST_DEPTH` levels, whatever the server answers.
+        """
         root = base_path(prefix=self.path_prefix, environment=self.environment)
         names: list[str] = []
         pending = [""]
+        listed = 0
         while pending:
             folder = pending.pop()
-            keys = self._list_folder("/".join(p for p in (root, folder.rstrip("/")) if p))
-            for key in keys:
+            listed += 1
+            where = "/".join(p for p in (root, folder.rstrip("/")) if p)
+            if listed > MAX_LISTED_FOLDERS or folder.count("/") >= MAX_LIST_DEPTH:
+                raise self._too_many(root, f"{MAX_LISTED_FOLDERS} folders or {MAX_LIST_DEPTH} levels")
+            for key in self._list_folder(where):
                 if key.endswith("/"):
                     pending.append(folder + key)
                 else:
                     names.append(folder + key)
+            if len(names) > MAX_LISTED_NAMES:
+                raise self._too_many(root, f"{MAX_LISTED_NAMES} secrets")
         return sorted(names)
+
+    def _too_many(self, root: str, bound: str) -> VaultError:
+        return VaultError(
+            f"Listing {self.mount_point}/{root}/ stopped: it holds more than {bound}, the most flask-vault walks."
+            " Name the secrets you mean instead.",
+            url=self.transport.url,
+            mount=self.mount_point,
+            path=f"{self.mount_point}/{root}",
+        )
 
     def _list_folder(self, rel: str) -> list[str]:
         full = f"{self.mount_point}/{rel}"
@@ -208,7 +238,23 @@ class KV:
             response = self.transport.request("list", full, lister, need=need)
         except SecretNotFoundError:
             return []
-        return list(response["data"]["keys"])
+        data = response.get("data") if isinstance(response, dict) else None
+        keys = data.get("keys") if isinstance(data, dict) else None
+        if not isinstance(keys, list):
+            raise VaultError(
+                f"Vault's answer to listing {full} holds no list of keys.", url=self.transport.url, path=full
+            )
+        valid = [key for key in keys if is_valid_name(key[:-1] if isinstance(key, str) and key.endswith("/") else key)]
+        valid = [key for key in valid if "/" not in key.rstrip("/")]
+        if len(valid) < len(keys):
+            odd = next(key for key in keys if key not in valid)
+            log.warning(
+                "Skipped %d name(s) listed under %s that are not valid secret names (such as %s).",
+                len(keys) - len(valid),
+                full,
+                safe_repr(odd, 80),
+            )
+        return valid
 
     def metadata(self, name: str) -> dict[str, Any]:
         """KV v2 metadata: current version and every version's times (no values)."""

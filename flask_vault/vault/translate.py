@@ -13,6 +13,7 @@ from typing import Any
 import hvac.exceptions
 import requests
 
+from flask_vault.display import safe_text
 from flask_vault.errors import (
     SecretNotFoundError,
     VaultAuthError,
@@ -110,7 +111,7 @@ def translate_status(exc: hvac.exceptions.VaultError, where: Where) -> VaultErro
     """An error answer of Vault's (hvac raised it) as the matching :class:`VaultError`."""
     url, mount, path = where.url, where.mount, where.path
     fields = where.fields()
-    errors = "; ".join(str(e) for e in (exc.errors or []))[:300] or "no detail"
+    errors = vault_errors(exc) or "no detail"
     status: int | None = getattr(exc, "status_code", None)  # set by VaultAdapter
     if isinstance(exc, hvac.exceptions.InvalidPath):
         if "no handler for route" in errors:
@@ -178,3 +179,15 @@ def _denied(where: Where) -> str:
         f" (the API path, built from {where.settings()}), or the token has expired or been revoked."
         f" `flask vault policy {need.policy}` prints a policy that grants it."
     )
+
+
+def vault_errors(exc: Exception) -> str:
+    """The ``errors`` of Vault's answer as one bounded, escaped line ("" when there are none).
+
+    Vault's own words reach terminals and logs; an odd answer may hold anything there.
+    """
+    errors = getattr(exc, "errors", None)
+    if not errors:
+        return ""
+    items = [errors] if isinstance(errors, (str, bytes)) or not isinstance(errors, (list, tuple)) else errors
+    return safe_text("; ".join(str(e).strip() for e in items[:20]), 300)

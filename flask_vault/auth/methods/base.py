@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from flask_vault.display import safe_text
 from flask_vault.errors import VaultAuthError, VaultError, VaultUnavailableError
 from flask_vault.paths import check_path_part
 from flask_vault.settings import VaultSettings
@@ -115,8 +116,9 @@ def request_login(
 def vault_says(exc: VaultError, hide: tuple[str | None, ...]) -> str:
     """``HTTP <status>: <Vault's error text>``, without any credential it may echo."""
     errors = getattr(exc.__cause__, "errors", None)
-    detail = "; ".join(str(e).strip() for e in errors)[:300] if isinstance(errors, list) and errors else exc.message
-    return scrub(f"HTTP {exc.status}: {detail}" if exc.status else detail, hide)
+    detail = "; ".join(str(e).strip() for e in errors[:20]) if isinstance(errors, list) and errors else exc.message
+    # Scrubbed whole, then cut and escaped: a cut first could leave half a credential unmatched.
+    return safe_text(scrub(f"HTTP {exc.status}: {detail}" if exc.status else detail, hide), 300)
 
 
 def read_credential_file(path: Path, key: str) -> str:

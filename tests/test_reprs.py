@@ -1,0 +1,132 @@
+"""No repr of any flask-vault object, and nothing left in ``app.config``, shows a credential or a value.
+
+An AppRole app with a health token runs a JWT_SECRET_KEY rotation (so previous signing keys
+are kept), a write and a backup; then every flask-vault object reachable from its state is
+repr-ed: what a debugger, an error tracker's captured locals or a log line would show.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import hvac
+import pytest
+from flask import Flask
+
+from flask_vault import FlaskVault, VaultError, VaultSettings
+from flask_vault.ops.backup import load_backup
+from flask_vault.ops.rotation import plan_rotation
+from flask_vault.state import get_state
+from tests.auth_support import (  # noqa: F401  (fixtures)
+    ENVIRONMENT,
+    FLASK_SECRET,
+    PREFIX,
+    auth_server,
+    close_new_keepers,
+    make_approle,
+    root,
+)
+
+HEALTH_TOKEN = f"health-marker-{secrets.token_hex(8)}"
+
+
+def flask_vault_objects(start: object, limit: int = 5000) -> Iterator[object]:
+    """Every object of a flask_vault class reachable from ``start`` through attributes and containers."""
+    seen: set[int] = set()
+    pending: list[tuple[object, int]] = [(start, 0)]
+    while pending and len(seen) < limit:
+        obj, depth = pending.pop()
+        if id(obj) in seen or depth > 8:
+            continue
+        seen.add(id(obj))
+        module = type(obj).__module__ or ""
+        if isinstance(obj, dict):
+            pending += [(v, depth + 1) for v in obj.values()]
+            continue
+        if isinstance(obj, (list, tuple, set, frozenset)):
+            pending += [(v, depth + 1) for v in obj]
+            continue
+        if not module.startswith("flask_vault"):
+            continue
+        yield obj
+        attributes = getattr(obj, "__dict__", None) or {}
+        for name in getattr(type(obj), "__slots__", ()):
+            if hasattr(obj, name):
+                attributes = {**attributes, name: getattr(obj, name)}
+        pending += [(v, depth + 1) for v in attributes.values()]
+
+
+@pytest.fixture
+def rotated_app(auth_server: Any, root: hvac.Client, tmp_path: Path) -> Iterator[tuple[Flask, list[str]]]:
+    role = make_approle(root)
+    app = Flask("store_erp_reprs", instance_path=str(tmp_path / "instance"))
+    app.config.update(role.config(auth_server, VAULT_HEALTH_TOKEN=HEALTH_TOKEN, VAULT_MAX_RETRIES=0))
+    FlaskVault(app)
+    state = get_state(app)
+    token = state.client.token
+    assert token
+    path = f"{PREFIX}/{ENVIRONMENT}/flask"
+    rotated = {"secret_key": f"new-sk-{secrets.token_hex(8)}", "jwt_secret": f"new-jwt-{secrets.token_hex(8)}"}
+    root.secrets.kv.v2.create_or_update_secret(path, rotated)
+    try:
+        with app.app_context():
+            state.client.read("flask", use_cache=False)  # the refresher moves the old keys aside
+            assert state.refresher is not None and state.refresher.previous_jwt_keys
+            markers = [role.role_id, role.secret_id, token, HEALTH_TOKEN, *FLASK_SECRET.values(), *rotated.values()]
+            yield app, markers
+    finally:
+        root.secrets.kv.v2.create_or_update_secret(path, FLASK_SECRET)
+
+
+def test_no_repr_reachable_from_the_state_shows_a_credential_or_value(
+    rotated_app: tuple[Flask, list[str]], tmp_path: Path
+) -> None:
+    app, markers = rotated_app
+    state = get_state(app)
+    client = state.client
+    extra: list[object] = [app.extensions["vault"], state.settings, client.cache.peek(client.full_path("flask"))]
+    extra.append(plan_rotation(client, "flask", state.settings.rotation))
+    store = client.backups
+    saved = store.save("flask", client.read_version("flask"))
+    extra += [store, load_backup(saved, client)]
+    try:
+        client.get_secret("nothing-here")
+    except VaultError as exc:
+        extra.append(exc)
+    shown = [repr(obj) for start in (state, *extra) for obj in flask_vault_objects(start)]
+    assert len(shown) > 20, "the walk found too little to prove anything"
+    for kind in ("VaultState", "ConfigRefresher", "TokenKeeper", "AppRoleAuth", "VaultSettings", "CachedSecret"):
+        assert any(kind in text for text in shown), kind
+    leaks = [text for text in shown if any(marker in text for marker in markers)]
+    assert not leaks
+
+
+def test_previous_jwt_signing_keys_stay_out_of_the_states_repr(rotated_app: tuple[Flask, list[str]]) -> None:
+    app, _ = rotated_app
+    state = get_state(app)
+    old_keys = [key for _, key in state.refresher.previous_jwt_keys]  # type: ignore[union-attr]
+    assert FLASK_SECRET["jwt_secret"] in old_keys
+    assert not any(key in repr(state) for key in old_keys)
+    assert "previous_jwt_keys=1" in repr(state.refresher)
+
+
+def test_every_credential_leaves_app_config_and_the_health_token_still_works(
+    rotated_app: tuple[Flask, list[str]],
+) -> None:
+    app, markers = rotated_app
+    for key in ("VAULT_ROLE_ID", "VAULT_SECRET_ID", "VAULT_HEALTH_TOKEN", "VAULT_TOKEN"):
+        assert key not in app.config
+    assert not [m for m in markers[:4] if m in repr(dict(app.config))]
+    client = app.test_client()
+    plain = client.get("/health/vault").get_data(as_text=True)
+    detailed = client.get("/health/vault", headers={"Authorization": f"Bearer {HEALTH_TOKEN}"})
+    assert '"origin"' in detailed.get_data(as_text=True) and '"origin"' not in plain
+
+
+def test_the_settings_repr_hides_the_role_id() -> None:
+    settings = VaultSettings.load({"VAULT_ROLE_ID": "role-id-marker-5d1e", "VAULT_SECRET_ID": "s"}, {})
+    assert settings.role_id == "role-id-marker-5d1e"
+    assert "role-id-marker-5d1e" not in repr(settings)

@@ -10,17 +10,17 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import hvac
 import pytest
 from flask import Flask
 
 from flask_vault import FlaskVault, VaultError, VaultSettings
+from flask_vault.devserver import OpenBaoServer
 from flask_vault.ops.backup import load_backup
 from flask_vault.ops.rotation import plan_rotation
 from flask_vault.state import get_state
-from tests.auth_support import (  # noqa: F401  (fixtures)
+from tests.auth_support import (
     ENVIRONMENT,
     FLASK_SECRET,
     PREFIX,
@@ -29,6 +29,8 @@ from tests.auth_support import (  # noqa: F401  (fixtures)
     make_approle,
     root,
 )
+
+__all__ = ["auth_server", "close_new_keepers", "root"]  # fixtures used by name
 
 HEALTH_TOKEN = f"health-marker-{secrets.token_hex(8)}"
 
@@ -60,7 +62,7 @@ def flask_vault_objects(start: object, limit: int = 5000) -> Iterator[object]:
 
 
 @pytest.fixture
-def rotated_app(auth_server: Any, root: hvac.Client, tmp_path: Path) -> Iterator[tuple[Flask, list[str]]]:
+def rotated_app(auth_server: OpenBaoServer, root: hvac.Client, tmp_path: Path) -> Iterator[tuple[Flask, list[str]]]:
     role = make_approle(root)
     app = Flask("store_erp_reprs", instance_path=str(tmp_path / "instance"))
     app.config.update(role.config(auth_server, VAULT_HEALTH_TOKEN=HEALTH_TOKEN, VAULT_MAX_RETRIES=0))

@@ -284,3 +284,34 @@ def test_client_arguments_win_over_environment(monkeypatch: pytest.MonkeyPatch) 
 
 def test_client_outside_an_app_has_no_default_prefix() -> None:
     assert VaultClient().full_path("flask") == "secret/development/flask"
+
+
+@pytest.mark.parametrize(
+    ("where", "url"),
+    [
+        ("config", "https://operator:hunter2-pw-marker@vault.example.com:8200"),
+        ("config", "https://vault-a:8200,https://hunter2-pw-marker@vault-b:8200"),
+        ("env", "https://operator:hunter2-pw-marker@vault.example.com:8200"),
+    ],
+)
+def test_a_vault_url_with_a_user_or_password_is_a_config_error_that_hides_them(where: str, url: str) -> None:
+    config, environ = ({"VAULT_URL": url}, {}) if where == "config" else ({}, {"VAULT_ADDR": url})
+    with pytest.raises(VaultConfigError) as caught:
+        VaultSettings.load(config, environ)
+    assert caught.value.key == "VAULT_URL"
+    assert "must not hold a user name or password" in str(caught.value)
+    assert "hunter2" not in str(caught.value) and "hunter2" not in repr(caught.value)
+    assert "operator" not in str(caught.value)
+    assert "<credentials>@vault" in str(caught.value)
+
+
+def test_init_app_refuses_a_vault_url_with_credentials() -> None:
+    from flask import Flask
+
+    from flask_vault import FlaskVault
+
+    app = Flask("url_credentials")
+    app.config.update(VAULT_URL="https://ci:hunter2-pw-marker@vault.example.com:8200", VAULT_TOKEN="t")
+    with pytest.raises(VaultConfigError, match="VAULT_URL must not hold") as caught:
+        FlaskVault(app)
+    assert "hunter2" not in str(caught.value)

@@ -10,6 +10,7 @@ from flask_vault.errors import (
     VaultConflictError,
     VaultError,
     VaultPermissionError,
+    VaultTLSError,
     VaultUnavailableError,
 )
 from flask_vault.extension import FlaskVault
@@ -31,6 +32,7 @@ __all__ = [
     "VaultError",
     "VaultPermissionError",
     "VaultSettings",
+    "VaultTLSError",
     "VaultUnavailableError",
     "get_secret",
     "get_vault_client",

@@ -364,7 +364,7 @@ class VaultClient:
         and ``policies``; ``error`` when something failed. The server part is the
         ``sys/health`` probe that ``/health/vault`` makes (see :mod:`flask_vault.vault.probe`).
         """
-        server = probe_address(self.transport.adapter, self.url)
+        server = probe_address(self.transport.adapter, self.url, self.transport.tls)
         report: dict[str, Any] = {
             "url": server.url,
             "reachable": server.reachable,

@@ -42,6 +42,32 @@ class VaultUnavailableError(VaultError):
     """Vault could not be reached, timed out, is sealed or answered with a server error."""
 
 
+class VaultTLSError(VaultError):
+    """The TLS connection to Vault failed: the certificate did not verify (unknown CA, host-name
+    mismatch, expired), the server refused the client certificate, or it does not speak TLS.
+
+    Raised at once: waiting does not fix a certificate, so it is neither retried nor waited
+    for at start-up like :class:`VaultUnavailableError`. ``reason`` is one of
+    ``"unknown-ca"``, ``"hostname-mismatch"``, ``"expired"``, ``"not-yet-valid"``,
+    ``"not-tls"``, ``"client-certificate"`` or ``"other"``; ``ca`` names the CA in use.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str = "other",
+        ca: str | None = None,
+        url: str | None = None,
+        mount: str | None = None,
+        path: str | None = None,
+        status: int | None = None,
+    ) -> None:
+        super().__init__(message, url=url, mount=mount, path=path, status=status)
+        self.reason = reason
+        self.ca = ca
+
+
 class VaultAuthError(VaultError):
     """Logging in failed, or the token is missing, expired or revoked."""
 

@@ -8,15 +8,21 @@ the key, the value (never for a credential) and what was expected.
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import logging
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask_vault.errors import VaultConfigError
 from flask_vault.rotation_rules import RotationRules
+
+log = logging.getLogger(__name__)
 
 DEFAULT_URL = "http://127.0.0.1:8200"
 
@@ -149,12 +155,36 @@ def parse_auth_method(key: str, value: object) -> str | None:
     return None if method is None else method.lower()
 
 
-def parse_verify(cacert: str | None, skip_verify: bool) -> bool | str:
-    if skip_verify:
-        return False
-    if cacert and not os.path.isfile(cacert):
-        raise _bad("VAULT_CACERT", cacert, "the path of a readable PEM CA bundle file")
-    return cacert if cacert else True
+def parse_file(key: str, value: object) -> str | None:
+    """A path to a readable file (``~`` expanded), or None."""
+    path = parse_optional_str(key, value)
+    if path is None:
+        return None
+    path = os.path.expanduser(path)
+    if not os.path.isfile(path) or not os.access(path, os.R_OK):
+        raise _bad(key, value, "the path of a readable PEM file")
+    return path
+
+
+def parse_directory(key: str, value: object) -> str | None:
+    """A path to a readable directory (``~`` expanded), or None."""
+    path = parse_optional_str(key, value)
+    if path is None:
+        return None
+    path = os.path.expanduser(path)
+    if not os.path.isdir(path) or not os.access(path, os.R_OK | os.X_OK):
+        raise _bad(key, value, "the path of a readable directory of PEM files")
+    return path
+
+
+_HOST_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.\-]{0,251}[A-Za-z0-9])?|[0-9a-fA-F:.]+")
+
+
+def parse_server_name(key: str, value: object) -> str | None:
+    name = parse_optional_str(key, value)
+    if name is not None and not _HOST_NAME.fullmatch(name):
+        raise _bad(key, value, "a host name such as 'vault.example.com'")
+    return name
 
 
 def parse_mapping(key: str, value: object) -> dict[str, Any]:
@@ -191,7 +221,16 @@ class VaultSettings:
     urls: tuple[str, ...] = (DEFAULT_URL,)
     token: str | None = None
     namespace: str | None = None
+    #: What ``requests`` verifies with: False (VAULT_SKIP_VERIFY), a CA file or directory, or True.
     verify: bool | str = True
+    # TLS, with the Vault CLI's names (see flask_vault.vault.tls).
+    cacert: str | None = None
+    capath: str | None = None
+    client_cert: str | None = None
+    client_key: str | None = None
+    tls_server_name: str | None = None
+    skip_verify: bool = False
+    allow_insecure: bool = False
     mount_point: str = "secret"
     path_prefix: str | None = None
     environment: str = "development"
@@ -265,14 +304,13 @@ class VaultSettings:
                 values[spec.attr] = spec.parse(spec.key, raw)
         if "path_prefix" not in values and default_prefix:
             values["path_prefix"] = default_prefix
-        cacert = lookup.get("VAULT_CACERT", ())
-        skip = lookup.get("VAULT_SKIP_VERIFY", ())
-        values["verify"] = parse_verify(
-            parse_optional_str("VAULT_CACERT", None if cacert is _MISSING else cacert),
-            False if skip is _MISSING else parse_bool("VAULT_SKIP_VERIFY", skip),
+        _check_tls(values)
+        values["verify"] = (
+            False if values.get("skip_verify") else (values.get("cacert") or values.get("capath") or True)
         )
         settings = cls(**values)
         settings._check_segments()
+        _check_transport_security(settings)
         return settings
 
     def _check_segments(self) -> None:
@@ -300,6 +338,63 @@ class VaultSettings:
         current = {f.name: getattr(self, f.name) for f in fields(self)}
         current.update(changes)
         return VaultSettings(**current)
+
+
+def _check_tls(values: Mapping[str, Any]) -> None:
+    """Settings that contradict each other are refused, never one silently winning over the other."""
+    if values.get("skip_verify"):
+        for key, attr in (("VAULT_CACERT", "cacert"), ("VAULT_CAPATH", "capath")):
+            if values.get(attr):
+                raise VaultConfigError(
+                    f"VAULT_SKIP_VERIFY=true turns off the verification that {key} sets up: set one of them, not"
+                    " both (keep the CA setting; skipping verification is for local experiments only).",
+                    key="VAULT_SKIP_VERIFY",
+                )
+    if values.get("cacert") and values.get("capath"):
+        raise VaultConfigError(
+            "Set one of VAULT_CACERT (a PEM file) and VAULT_CAPATH (a directory of PEM files), not both.",
+            key="VAULT_CAPATH",
+        )
+    if bool(values.get("client_cert")) != bool(values.get("client_key")):
+        names = ("VAULT_CLIENT_CERT", "VAULT_CLIENT_KEY")
+        given, missing = names if values.get("client_cert") else names[::-1]
+        raise VaultConfigError(
+            f"{given} is set but {missing} is not: mutual TLS needs both the client certificate and its key.",
+            key=missing,
+        )
+
+
+def _is_loopback(url: str) -> bool:
+    host = (urlsplit(url).hostname or "").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_transport_security(settings: VaultSettings) -> None:
+    """Skipping verification, or plain http:// beyond this machine: one warning, refused in production."""
+    risks = []
+    if settings.skip_verify:
+        risks.append("VAULT_SKIP_VERIFY=true turns off TLS verification, so anyone on the path can pose as Vault")
+    plain = [url for url in settings.urls if url.startswith("http://") and not _is_loopback(url)]
+    if plain:
+        risks.append(
+            f"VAULT_URL {', '.join(plain)} is plain http:// to another machine, so tokens and secrets cross the"
+            " network unencrypted"
+        )
+    if not risks:
+        return
+    risk = "; ".join(risks)
+    if settings.environment == "production" and not settings.allow_insecure:
+        raise VaultConfigError(
+            f"Refused because VAULT_ENVIRONMENT is 'production': {risk}. Use https:// with a verified certificate"
+            " (VAULT_CACERT or VAULT_CAPATH), or set VAULT_ALLOW_INSECURE=true to accept the risk.",
+            key="VAULT_SKIP_VERIFY" if settings.skip_verify else "VAULT_URL",
+        )
+    log.warning("Insecure connection to Vault: %s.", risk)
 
 
 _MISSING: Any = object()
@@ -338,6 +433,8 @@ class _Spec:
     aliases: tuple[str, ...] = ()
     #: LOGIN or KEPT when the setting holds a credential: its value is never shown.
     credential: str | None = None
+    #: One sentence for the settings table (docs).
+    description: str = ""
 
 
 def _str_required(key: str, value: object) -> str:
@@ -397,6 +494,50 @@ _SPECS: tuple[_Spec, ...] = (
     _Spec("VAULT_URL", "urls", parse_urls, ("VAULT_ADDR",)),
     _Spec("VAULT_TOKEN", "token", parse_optional_str, credential=LOGIN),
     _Spec("VAULT_NAMESPACE", "namespace", parse_optional_str),
+    _Spec(
+        "VAULT_CACERT",
+        "cacert",
+        parse_file,
+        description="CA bundle (PEM file) that signed the server's certificate; only it is trusted.",
+    ),
+    _Spec(
+        "VAULT_CAPATH",
+        "capath",
+        parse_directory,
+        description="A directory of CA certificates (PEM files), as the Vault CLI reads it; not with VAULT_CACERT.",
+    ),
+    _Spec(
+        "VAULT_CLIENT_CERT",
+        "client_cert",
+        parse_file,
+        description="Client certificate (PEM) for a listener that requires mutual TLS; with VAULT_CLIENT_KEY.",
+    ),
+    _Spec(
+        "VAULT_CLIENT_KEY",
+        "client_key",
+        parse_file,
+        description="The private key (PEM, unencrypted) of VAULT_CLIENT_CERT.",
+    ),
+    _Spec(
+        "VAULT_TLS_SERVER_NAME",
+        "tls_server_name",
+        parse_server_name,
+        description="Host name sent as SNI and checked against the certificate, when VAULT_URL names another.",
+    ),
+    _Spec(
+        "VAULT_SKIP_VERIFY",
+        "skip_verify",
+        parse_bool,
+        description="Skip TLS verification: local experiments only; refused in production without"
+        " VAULT_ALLOW_INSECURE, and never with VAULT_CACERT or VAULT_CAPATH.",
+    ),
+    _Spec(
+        "VAULT_ALLOW_INSECURE",
+        "allow_insecure",
+        parse_bool,
+        description="Accept VAULT_SKIP_VERIFY or plain http:// to another machine when VAULT_ENVIRONMENT is"
+        " production (otherwise refused).",
+    ),
     _Spec("VAULT_MOUNT_POINT", "mount_point", _str_required),
     _Spec("VAULT_PATH_PREFIX", "path_prefix", parse_optional_str),
     _Spec("VAULT_ENVIRONMENT", "environment", _str_required),

@@ -70,13 +70,13 @@ def test_split_reference_separates_name_and_field() -> None:
 
 
 def test_client_full_path_has_no_kv2_api_segments() -> None:
-    client = VaultClient("http://vault.invalid:8200", "t", "production", path_prefix="store-erp")
+    client = VaultClient("https://vault.invalid:8200", "t", "production", path_prefix="store-erp")
     assert client.secret_path("flask") == "store-erp/production/flask"
     assert client.full_path("flask") == "secret/store-erp/production/flask"
 
 
 def test_client_reads_kv2_api_path_built_from_name(requests_mock: Any) -> None:
-    base = "http://vault.invalid:8200"
+    base = "https://vault.invalid:8200"
     requests_mock.get(f"{base}/v1/sys/internal/ui/mounts/secret", json={"data": {"options": {"version": "2"}}})
     read = requests_mock.get(
         f"{base}/v1/secret/data/store-erp/production/payments/stripe",

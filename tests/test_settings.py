@@ -87,17 +87,19 @@ def test_default_prefix_applies_only_when_no_prefix_is_configured() -> None:
         ({}, {"VAULT_SKIP_VERIFY": "yes"}, False),
         ({"VAULT_CACERT": "{ca}"}, {}, "{ca}"),
         ({}, {"VAULT_CACERT": "{ca}"}, "{ca}"),
-        ({"VAULT_CACERT": "{ca}", "VAULT_SKIP_VERIFY": "true"}, {}, False),
+        ({"VAULT_CAPATH": "{dir}"}, {}, "{dir}"),
     ],
 )
 def test_tls_verification_from_cacert_and_skip_verify(config, environ, expected, tmp_path) -> None:
     ca = tmp_path / "vault-ca.pem"
     ca.write_text("-----BEGIN CERTIFICATE-----\n")
 
-    def fill(mapping):
-        return {k: (str(ca) if v == "{ca}" else v) for k, v in mapping.items()}
+    paths = {"{ca}": str(ca), "{dir}": str(tmp_path)}
 
-    assert VaultSettings.load(fill(config), fill(environ)).verify == (str(ca) if expected == "{ca}" else expected)
+    def fill(mapping):
+        return {k: paths.get(v, v) if isinstance(v, str) else v for k, v in mapping.items()}
+
+    assert VaultSettings.load(fill(config), fill(environ)).verify == paths.get(expected, expected)
 
 
 def test_a_cacert_that_is_not_a_file_is_refused_naming_the_key() -> None:
@@ -260,13 +262,13 @@ def test_init_app_defaults_prefix_to_app_name(base_config: dict[str, Any]) -> No
 
 
 def test_client_without_arguments_reads_vault_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("VAULT_ADDR", "http://addr.example:8200")
+    monkeypatch.setenv("VAULT_ADDR", "https://addr.example:8200")
     monkeypatch.setenv("VAULT_TOKEN", "env-token-value")
     monkeypatch.setenv("VAULT_PATH_PREFIX", "store-erp")
     monkeypatch.setenv("VAULT_ENVIRONMENT", "production")
     monkeypatch.setenv("VAULT_MOUNT_POINT", "kv")
     client = VaultClient()
-    assert client.url == "http://addr.example:8200"
+    assert client.url == "https://addr.example:8200"
     assert client.token == "env-token-value"
     assert client.full_path("flask") == "kv/store-erp/production/flask"
     assert client.settings.cache_ttl == 300

@@ -41,7 +41,7 @@ def probe_server(state: VaultState) -> ServerProbe:
     if not isinstance(adapter, VaultAdapter):  # pragma: no cover - the client always builds one
         return ServerProbe("unreachable", client.url, output=f"Vault at {client.url} could not be asked (TypeError).")
     current = client.url
-    return probe_addresses(adapter, [current, *(u for u in client.settings.urls if u != current)])
+    return probe_addresses(adapter, [current, *(u for u in client.settings.urls if u != current)], client.transport.tls)
 
 
 def probe_login(state: VaultState) -> LoginProbe:

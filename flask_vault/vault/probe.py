@@ -15,6 +15,9 @@ from typing import Any
 
 import requests
 
+from flask_vault.display import safe_text
+from flask_vault.vault import tls
+from flask_vault.vault.tls import TLSFacts
 from flask_vault.vault.transport import VaultAdapter
 
 #: ``/v1/sys/health`` status codes as Vault defines them (with standbyok/perfstandbyok unset).
@@ -55,8 +58,12 @@ class ServerProbe:
         return self.state != "unreachable"
 
 
-def probe_address(template: VaultAdapter, url: str) -> ServerProbe:
-    """``GET /v1/sys/health`` on ``url`` with ``template``'s TLS, timeout and session, no token."""
+def probe_address(template: VaultAdapter, url: str, tls_facts: TLSFacts | None = None) -> ServerProbe:
+    """``GET /v1/sys/health`` on ``url`` with ``template``'s TLS, timeout and session, no token.
+
+    A TLS failure is reported as ``unreachable`` with an output that says what failed
+    (``tls_facts`` names the CA in use).
+    """
     started = time.perf_counter()
     try:
         adapter = VaultAdapter.from_adapter(template)
@@ -68,7 +75,9 @@ def probe_address(template: VaultAdapter, url: str) -> ServerProbe:
         # (501) or sealed (503).
         response = adapter.raw_get("/v1/sys/health")
     except requests.RequestException as exc:
-        return ServerProbe("unreachable", url, output=f"Vault at {url} is unreachable ({type(exc).__name__}).")
+        failed = tls.failure(exc, url, "sys/health", tls_facts) if tls_facts is not None else None
+        output = failed.message if failed else f"Vault at {url} is unreachable ({type(exc).__name__})."
+        return ServerProbe("unreachable", url, output=output)
     except Exception as exc:
         return ServerProbe("unreachable", url, output=f"Vault at {url} could not be asked ({type(exc).__name__}).")
     elapsed = round((time.perf_counter() - started) * 1000, 2)
@@ -95,7 +104,7 @@ def probe_address(template: VaultAdapter, url: str) -> ServerProbe:
     )
 
 
-def probe_addresses(template: VaultAdapter, urls: Sequence[str]) -> ServerProbe:
+def probe_addresses(template: VaultAdapter, urls: Sequence[str], tls_facts: TLSFacts | None = None) -> ServerProbe:
     """The first of ``urls`` (the one in use first) that answers, with a note about those that did not.
 
     Reads fail over to an address that answers on their own, so one unreachable address
@@ -103,7 +112,7 @@ def probe_addresses(template: VaultAdapter, urls: Sequence[str]) -> ServerProbe:
     """
     unreachable: ServerProbe | None = None
     for url in urls:
-        probe = probe_address(template, url)
+        probe = probe_address(template, url, tls_facts)
         if probe.reachable:
             if unreachable is not None:
                 note = f"{unreachable.output} {url} answered instead."
@@ -149,5 +158,5 @@ def _health_fields(body: Any) -> dict[str, Any]:
         fields["standby"] = True
     version = body.get("version")
     if isinstance(version, str) and len(version) <= 64:
-        fields["version"] = version
+        fields["version"] = safe_text(version, 64)
     return fields

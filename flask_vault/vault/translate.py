@@ -22,6 +22,8 @@ from flask_vault.errors import (
     VaultPermissionError,
     VaultUnavailableError,
 )
+from flask_vault.vault import tls
+from flask_vault.vault.tls import TLSFacts
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,8 @@ class Where:
     environment: str | None = None
     #: What the policy must grant for this request (KV requests say it).
     need: Need | None = None
+    #: The CA in use and the client certificate, for a TLS failure's message.
+    tls: TLSFacts | None = None
 
     def fields(self) -> dict[str, Any]:
         return {"url": self.url, "mount": self.mount, "path": self.path}
@@ -80,12 +84,11 @@ def translate(exc: Exception, where: Where) -> VaultError:
     url, path = where.url, where.path
     if isinstance(exc, VaultError):
         return exc
-    if isinstance(exc, requests.exceptions.SSLError):
-        return VaultUnavailableError(
-            f"TLS verification failed for Vault at {url} ({path}). Set VAULT_CACERT to the CA bundle that "
-            "signed the server's certificate (VAULT_SKIP_VERIFY=true only for local experiments).",
-            **where.fields(),
-        )
+    if isinstance(exc, requests.exceptions.ConnectionError):  # SSLError is one
+        failed = tls.failure(exc, url, path, where.tls or TLSFacts("the default CA bundle"))
+        if failed is not None:
+            failed.mount = where.mount
+            return failed  # not an outage: waiting does not fix a certificate
     if isinstance(exc, requests.Timeout):
         return VaultUnavailableError(
             f"Vault at {url} did not answer within {where.timeout:g}s ({path}). "

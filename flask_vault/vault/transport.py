@@ -38,6 +38,7 @@ import requests
 from flask_vault.errors import VaultError, VaultUnavailableError
 from flask_vault.observe.audit import OK, AuditTrail, TokenIdSource
 from flask_vault.settings import VaultSettings
+from flask_vault.vault import tls
 from flask_vault.vault.translate import Need, Where, translate
 
 T = TypeVar("T")
@@ -84,6 +85,8 @@ class Transport:
         self._url_index = 0
         self._pid = os.getpid()
         self._lock = threading.Lock()
+        #: What a TLS error names: the CA in use, the client certificate, the server name.
+        self.tls = tls.TLSFacts.of(settings)
         self._hvac = self._new_hvac_client(settings.token)
 
     def attach(self, hooks: TokenHooks, *, token_id: TokenIdSource) -> None:
@@ -101,7 +104,7 @@ class Transport:
         session = requests.Session()
         session.trust_env = False  # no proxy or netrc surprises from the environment
         # hvac prefers a passed session's own `verify` (True by default) over its verify argument.
-        session.verify = self.settings.verify
+        tls.configure(session, self.settings)
         client = hvac.Client(
             url=self.url,
             token=token or "",  # "" stops hvac from reading VAULT_TOKEN or ~/.vault-token itself
@@ -234,6 +237,7 @@ class Transport:
             prefix=settings.path_prefix,
             environment=settings.environment,
             need=need,
+            tls=self.tls,
         )
 
     def _retry_delay(self, exc: Exception, error: VaultError, attempt: int, idempotent: bool) -> float | None:
@@ -245,8 +249,6 @@ class Transport:
             return None
         if isinstance(exc, requests.ReadTimeout):
             return None  # a hung server: retrying would multiply the wait the timeout promised
-        if isinstance(exc, requests.exceptions.SSLError):
-            return None  # a certificate problem does not go away by waiting
         return random.uniform(0, min(_BACKOFF_CAP, _BACKOFF_BASE * 2**attempt))
 
     def _fail_over(self) -> None:

@@ -21,6 +21,7 @@ from flask import Flask
 from flask_vault import FlaskVault
 from flask_vault.client import _reset_default_client
 from flask_vault.testing import OpenBaoServer
+from tests.leak_scan import LeakScan, recording
 
 PREFIX = "store-erp"
 ENVIRONMENT = "test"
@@ -52,33 +53,44 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> Iterato
 
 
 class _EverythingLogged(logging.Handler):
-    def __init__(self) -> None:
+    def __init__(self, scan: LeakScan) -> None:
         super().__init__(logging.DEBUG)
-        self.texts: list[str] = []
+        self.scan = scan
 
     def emit(self, record: logging.LogRecord) -> None:
         text = record.getMessage() + " " + repr(getattr(record, "vault", ""))
         if record.exc_info and record.exc_info[1] is not None:
             text += " " + repr(record.exc_info[1])
-        self.texts.append(text)
+        self.scan.record("log", text)
+
+
+@pytest.fixture(scope="session")
+def leak_scan() -> LeakScan:
+    """What the session said: flask_vault logs, CLI output, flask-vault's HTTP bodies, error messages."""
+    return LeakScan()
 
 
 @pytest.fixture(scope="session", autouse=True)
-def no_secret_in_any_log_record(openbao_server: OpenBaoServer) -> Iterator[None]:
-    """Across the whole session: no flask_vault log record (audit trail included, at DEBUG)
-    holds a seeded secret value or the server's root token."""
-    handler = _EverythingLogged()
+def no_secret_in_anything_said(openbao_server: OpenBaoServer, leak_scan: LeakScan) -> Iterator[None]:
+    """Across the whole session: no log record (audit trail included, at DEBUG), CLI output, health or
+    metrics body or VaultError message holds a seeded secret value or the server's root token, as is
+    or base64-encoded (see tests/leak_scan.py)."""
+    handler = _EverythingLogged(leak_scan)
     logger = logging.getLogger("flask_vault")
     previous = logger.level
     logger.addHandler(handler)
     logger.setLevel(logging.DEBUG)
-    yield
-    logger.removeHandler(handler)
-    logger.setLevel(previous)
+    try:
+        with recording(leak_scan):
+            yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous)
     forbidden = [*FLASK_SECRET.values(), str(DATABASE_SECRET["password"]), openbao_server.root_token]
-    leaks = [text for text in handler.texts if any(value in text for value in forbidden)]
-    assert handler.texts, "no log record was captured: the scan would prove nothing"
-    assert not leaks, f"{len(leaks)} log records hold a secret value or the root token"
+    assert "log" in leak_scan.channels(), "no log record was captured: the scan would prove nothing"
+    leaks = leak_scan.leaks(forbidden)
+    where = sorted({channel for channel, _ in leaks})
+    assert not leaks, f"{len(leaks)} texts said a secret value or the root token (channels: {', '.join(where)})"
 
 
 @pytest.fixture(scope="session")

@@ -175,6 +175,22 @@ def _quiet_unconfigured(name: str) -> None:
 yes_option = click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 
 
+class _NoNulPath(click.Path):
+    """click.Path that refuses a path with a NUL byte as a usage error (the OS would raise ValueError)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and "\x00" in value:
+            self.fail("a path cannot contain a NUL byte.", param, ctx)
+        return super().convert(value, param, ctx)
+
+
+class _NoNulFile(click.File):
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and "\x00" in value:
+            self.fail("a path cannot contain a NUL byte.", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 def _state() -> VaultState:
     if find_state() is None:
         raise CommandError(
@@ -320,7 +336,7 @@ def get_command(name: str, field_name: str | None, version: int | None, reveal: 
 @vault_command("put", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 @click.argument("name")
 @click.option(
-    "--from-file", "from_file", type=click.File("r", encoding="utf-8"), help="A JSON object of fields ('-': stdin)."
+    "--from-file", "from_file", type=_NoNulFile("r", encoding="utf-8"), help="A JSON object of fields ('-': stdin)."
 )
 @click.option(
     "--field",
@@ -571,7 +587,7 @@ def rollback_command(name: str, version: int, yes: bool) -> None:
 @vault_command("backup")
 @click.argument("name", required=False)
 @click.option("--all", "backup_all", is_flag=True, help="Every secret under <prefix>/<environment>/.")
-@click.option("--out", "out", type=click.Path(file_okay=False), help="Directory (default: VAULT_BACKUP_DIR).")
+@click.option("--out", "out", type=_NoNulPath(file_okay=False), help="Directory (default: VAULT_BACKUP_DIR).")
 def backup_command(name: str | None, backup_all: bool, out: str | None) -> None:
     """Write backup files of the current version of one or every secret."""
     if backup_all == bool(name):
@@ -589,7 +605,7 @@ def backup_command(name: str | None, backup_all: bool, out: str | None) -> None:
 
 @vault_command("backups")
 @click.argument("name", required=False)
-@click.option("--dir", "directory", type=click.Path(file_okay=False), help="Directory (default: VAULT_BACKUP_DIR).")
+@click.option("--dir", "directory", type=_NoNulPath(file_okay=False), help="Directory (default: VAULT_BACKUP_DIR).")
 def backups_command(name: str | None, directory: str | None) -> None:
     """List backup files, newest first (no values)."""
     store = _store(directory)
@@ -615,7 +631,7 @@ def backups_command(name: str | None, directory: str | None) -> None:
 
 
 @vault_command("restore")
-@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("file", type=_NoNulPath(dir_okay=False))
 @click.option(
     "--allow-plaintext",
     is_flag=True,

@@ -333,8 +333,9 @@ class VaultClient:
             "sys/capabilities-self",
             lambda: self.transport.hvac.adapter.post("/v1/sys/capabilities-self", json={"paths": paths}),
         )
-        data = (response or {}).get("data") or response or {}
-        return {path: list(data.get(path) or []) for path in paths}
+        data = response.get("data") or response if isinstance(response, dict) else {}
+        data = data if isinstance(data, dict) else {}
+        return {path: [str(c) for c in held] if isinstance(held := data.get(path), list) else [] for path in paths}
 
     def transit_encrypt(self, key: str, plaintext: bytes, *, mount: str = "transit", associated_data: bytes) -> str:
         """Encrypt with a Transit key; ``associated_data`` is authenticated, not stored."""

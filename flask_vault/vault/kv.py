@@ -25,7 +25,7 @@ from flask_vault.errors import (
     VaultPermissionError,
 )
 from flask_vault.paths import base_path, is_valid_name, relative_path
-from flask_vault.vault.translate import Need
+from flask_vault.vault.translate import Need, answer_part
 from flask_vault.vault.transport import Transport
 
 log = logging.getLogger(__name__)
@@ -147,7 +147,7 @@ class KV:
             lambda: self._hvac.secrets.kv.v1.read_secret(rel, mount_point=self.mount_point),
             need=Need(("read",), full),
         )
-        return CachedSecret(full, dict(response["data"]), None, self.clock())
+        return CachedSecret(full, dict(self._part(response, full, "data")), None, self.clock())
 
     def _read_v2(self, rel: str, full: str, version: int | None) -> CachedSecret | None:
         response = self.transport.request(
@@ -158,17 +158,21 @@ class KV:
             ),
             need=Need(("read",), f"{self.mount_point}/data/{rel}"),
         )
-        data = response["data"]
+        data = self._part(response, full, "data")
         metadata = data.get("metadata")
         if not isinstance(metadata, dict):
             return None
+        version, created = metadata.get("version"), metadata.get("created_time")
         return CachedSecret(
             full,
-            dict(data.get("data") or {}),
-            metadata.get("version"),
+            dict(self._part(response, full, "data", "data") if data.get("data") is not None else {}),
+            version if isinstance(version, int) and not isinstance(version, bool) else None,
             self.clock(),
-            metadata.get("created_time"),
+            created if isinstance(created, str) else None,
         )
+
+    def _part(self, response: object, path: str, *keys: str, kind: type | tuple[type, ...] = dict) -> Any:
+        return answer_part(response, *keys, kind=kind, path=path, url=self.transport.url)
 
     def field(self, entry: CachedSecret, field: str) -> Any:
         """One field's value; :class:`SecretNotFoundError` listing the fields present when it is absent."""
@@ -266,7 +270,7 @@ class KV:
             lambda: self._hvac.secrets.kv.v2.read_secret_metadata(rel, mount_point=self.mount_point),
             need=Need(("read",), f"{self.mount_point}/metadata/{rel}", policy="rotator"),
         )
-        return dict(response["data"])
+        return dict(self._part(response, full, "data"))
 
     # -- writing -----------------------------------------------------------------------
 
@@ -300,5 +304,5 @@ class KV:
             idempotent=False,
             need=Need(("create", "update"), f"{self.mount_point}/data/{rel}", policy="rotator"),
         )
-        written: int | None = response["data"]["version"]
+        written: int = self._part(response, full, "data", "version", kind=int)
         return written

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import base64
+import binascii
+from typing import Any
 
+from flask_vault.errors import VaultError
+from flask_vault.vault.translate import answer_part
 from flask_vault.vault.transport import Transport
 
 
@@ -26,7 +30,8 @@ class Transit:
             ),
             idempotent=True,
         )
-        return str(response["data"]["ciphertext"])
+        ciphertext: str = self._part(response, f"{mount}/encrypt/{key}", "data", "ciphertext")
+        return ciphertext
 
     def decrypt(self, key: str, ciphertext: str, *, mount: str = "transit", associated_data: bytes) -> bytes:
         """What :meth:`encrypt` was given; fails if ``associated_data`` differs."""
@@ -40,4 +45,11 @@ class Transit:
                 mount_point=mount,
             ),
         )
-        return base64.b64decode(response["data"]["plaintext"])
+        path = f"{mount}/decrypt/{key}"
+        try:
+            return base64.b64decode(self._part(response, path, "data", "plaintext"), validate=True)
+        except binascii.Error:
+            raise VaultError(f"Vault answered {path} with a plaintext that is not base64.", path=path) from None
+
+    def _part(self, response: object, path: str, *keys: str) -> Any:
+        return answer_part(response, *keys, kind=str, path=path, url=self.transport.url)

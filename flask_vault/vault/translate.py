@@ -194,3 +194,22 @@ def vault_errors(exc: Exception) -> str:
         return ""
     items = [errors] if isinstance(errors, (str, bytes)) or not isinstance(errors, (list, tuple)) else errors
     return safe_text("; ".join(str(e).strip() for e in items[:20]), 300)
+
+
+def answer_part(response: object, *keys: str, kind: type | tuple[type, ...] = dict, path: str, url: str) -> Any:
+    """``response[keys[0]][keys[1]]...`` of a kind; a VaultError naming ``path`` when Vault's answer lacks it.
+
+    An answer of the wrong shape (a proxy's page, a server that is not Vault) then fails
+    like any other Vault error, not with a KeyError.
+    """
+    value: Any = response
+    for key in keys:
+        value = value.get(key) if isinstance(value, dict) else None
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        raise VaultError(
+            f"Vault at {url} answered {path} without the expected {'.'.join(keys)}: is it Vault, and is the path"
+            " right?",
+            url=url,
+            path=path,
+        )
+    return value

@@ -155,9 +155,17 @@ def parse_auth_method(key: str, value: object) -> str | None:
     return None if method is None else method.lower()
 
 
+def parse_path(key: str, value: object) -> str | None:
+    """A file system path, or None; one with a NUL byte (which no file system takes) is refused."""
+    path = parse_optional_str(key, value)
+    if path is not None and "\x00" in path:
+        raise _bad(key, value, "a file system path (without NUL bytes)")
+    return path
+
+
 def parse_file(key: str, value: object) -> str | None:
     """A path to a readable file (``~`` expanded), or None."""
-    path = parse_optional_str(key, value)
+    path = parse_path(key, value)
     if path is None:
         return None
     path = os.path.expanduser(path)
@@ -168,7 +176,7 @@ def parse_file(key: str, value: object) -> str | None:
 
 def parse_directory(key: str, value: object) -> str | None:
     """A path to a readable directory (``~`` expanded), or None."""
-    path = parse_optional_str(key, value)
+    path = parse_path(key, value)
     if path is None:
         return None
     path = os.path.expanduser(path)
@@ -444,6 +452,13 @@ def _str_required(key: str, value: object) -> str:
     return parsed
 
 
+def _path_required(key: str, value: object) -> str:
+    path = parse_path(key, value)
+    if path is None:
+        raise _bad(key, value, "a file system path")
+    return path
+
+
 def _seconds(key: str, value: object) -> float:
     return parse_number(key, value)
 
@@ -556,22 +571,22 @@ _SPECS: tuple[_Spec, ...] = (
     _Spec("VAULT_STARTUP_TIMEOUT", "startup_timeout", _seconds),
     _Spec("VAULT_MAX_RETRIES", "max_retries", _count),
     _Spec("VAULT_AUTH_METHOD", "auth_method", parse_auth_method),
-    _Spec("VAULT_TOKEN_FILE", "token_file", parse_optional_str),
+    _Spec("VAULT_TOKEN_FILE", "token_file", parse_path),
     _Spec("VAULT_ROLE_ID", "role_id", parse_optional_str, credential=LOGIN),
     _Spec("VAULT_SECRET_ID", "secret_id", parse_optional_str, credential=LOGIN),
-    _Spec("VAULT_SECRET_ID_FILE", "secret_id_file", parse_optional_str),
+    _Spec("VAULT_SECRET_ID_FILE", "secret_id_file", parse_path),
     _Spec("VAULT_WRAPPED_SECRET_ID", "wrapped_secret_id", parse_optional_str, credential=LOGIN),
     _Spec("VAULT_ROLE_NAME", "role_name", parse_optional_str),
     _Spec("VAULT_APPROLE_MOUNT", "approle_mount", _str_required),
     _Spec("VAULT_JWT_ROLE", "jwt_role", parse_optional_str),
     _Spec("VAULT_JWT", "jwt", parse_optional_str, credential=LOGIN),
-    _Spec("VAULT_JWT_FILE", "jwt_file", parse_optional_str),
+    _Spec("VAULT_JWT_FILE", "jwt_file", parse_path),
     _Spec("VAULT_JWT_MOUNT", "jwt_mount", _str_required),
     _Spec("VAULT_K8S_ROLE", "k8s_role", parse_optional_str),
     _Spec("VAULT_K8S_MOUNT", "k8s_mount", _str_required),
-    _Spec("VAULT_K8S_TOKEN_FILE", "k8s_token_file", _str_required),
+    _Spec("VAULT_K8S_TOKEN_FILE", "k8s_token_file", _path_required),
     _Spec("VAULT_REVOKE_ON_EXIT", "revoke_on_exit", _optional_bool),
-    _Spec("VAULT_BACKUP_DIR", "backup_dir", parse_optional_str),
+    _Spec("VAULT_BACKUP_DIR", "backup_dir", parse_path),
     _Spec("VAULT_BACKUP_TRANSIT_KEY", "backup_transit_key", parse_optional_str),
     _Spec("VAULT_TRANSIT_MOUNT", "transit_mount", _str_required),
     _Spec("VAULT_ROTATION", "rotation", parse_rotation),

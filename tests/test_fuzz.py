@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from flask_vault import BackupError, VaultClient, VaultConfigError, VaultError, VaultSettings
 from flask_vault.ops.backup import MAX_FILE_BYTES, check_backup
 from flask_vault.paths import check_field_name, check_secret_name, is_valid_name
-from flask_vault.settings import CREDENTIAL_KEYS, _SPECS
+from flask_vault.settings import _SPECS, CREDENTIAL_KEYS
 from flask_vault.state import get_state
 from tests.rotation_support import backup_files, current, make_cli_app, seed_env, vault
 
@@ -191,6 +191,12 @@ def backup_app(tmp_path_factory: pytest.TempPathFactory, openbao_server: Any) ->
     yield app, file
 
 
+BACKUP_KEYS = (
+    *("format", "format_version", "name", "mount", "prefix", "environment", "path", "version", "reason"),
+    *("backed_up_at", "encryption", "data", "checksum", "ciphertext", "extra"),
+)
+
+
 def mutate(document: dict[str, Any], key: str, value: Any, recompute: bool) -> dict[str, Any]:
     from tests.test_backup_safety import recompute_checksum
 
@@ -202,10 +208,7 @@ def mutate(document: dict[str, Any], key: str, value: Any, recompute: bool) -> d
 
 @fuzz
 @given(
-    key=st.sampled_from(
-        ["format", "format_version", "name", "mount", "prefix", "environment", "path", "version", "reason"]
-        + ["backed_up_at", "encryption", "data", "checksum", "ciphertext", "extra"]
-    ),
+    key=st.sampled_from(BACKUP_KEYS),
     value=json_values,
     recompute=st.booleans(),
     cut=st.none() | st.integers(min_value=0, max_value=2000),

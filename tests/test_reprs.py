@@ -21,6 +21,8 @@ from flask_vault.ops.backup import load_backup
 from flask_vault.ops.rotation import plan_rotation
 from flask_vault.state import get_state
 from tests.auth_support import (
+    APP_POLICY,
+    DATABASE_SECRET,
     ENVIRONMENT,
     FLASK_SECRET,
     PREFIX,
@@ -61,26 +63,54 @@ def flask_vault_objects(start: object, limit: int = 5000) -> Iterator[object]:
         pending += [(v, depth + 1) for v in attributes.values()]
 
 
-@pytest.fixture
-def rotated_app(auth_server: OpenBaoServer, root: hvac.Client, tmp_path: Path) -> Iterator[tuple[Flask, list[str]]]:
-    role = make_approle(root)
+@pytest.fixture(params=["kv2", "kv1"])
+def rotated_app(
+    request: pytest.FixtureRequest, auth_server: OpenBaoServer, root: hvac.Client, tmp_path: Path
+) -> Iterator[tuple[Flask, list[str]]]:
+    """An AppRole app after a rotation of its flask secret.
+
+    On KV v2 the keyring keeps the replaced signing keys (by version); on KV v1, which has no
+    versions, the refresher keeps the previous JWT_SECRET_KEY values itself.
+    """
+    mount = "secret" if request.param == "kv2" else f"kv1-{secrets.token_hex(4)}"
+    path = f"{PREFIX}/{ENVIRONMENT}/flask"
+    policies = [APP_POLICY]
+    if request.param == "kv1":
+        root.sys.enable_secrets_engine("kv", path=mount, options={"version": "1"})
+        for name, data in (("flask", FLASK_SECRET), ("database", DATABASE_SECRET)):
+            root.secrets.kv.v1.create_or_update_secret(f"{PREFIX}/{ENVIRONMENT}/{name}", data, mount_point=mount)
+        kv1_read = f'path "{mount}/{PREFIX}/{ENVIRONMENT}/*" {{\n  capabilities = ["read", "list"]\n}}\n'
+        root.sys.create_or_update_policy(f"{mount}-read", kv1_read)
+        policies.append(f"{mount}-read")
+    role = make_approle(root, token_policies=policies)
     app = Flask("store_erp_reprs", instance_path=str(tmp_path / "instance"))
-    app.config.update(role.config(auth_server, VAULT_HEALTH_TOKEN=HEALTH_TOKEN, VAULT_MAX_RETRIES=0))
+    app.config.update(
+        role.config(auth_server, VAULT_HEALTH_TOKEN=HEALTH_TOKEN, VAULT_MAX_RETRIES=0, VAULT_MOUNT_POINT=mount)
+    )
     FlaskVault(app)
     state = get_state(app)
     token = state.client.token
     assert token
-    path = f"{PREFIX}/{ENVIRONMENT}/flask"
     rotated = {"secret_key": f"new-sk-{secrets.token_hex(8)}", "jwt_secret": f"new-jwt-{secrets.token_hex(8)}"}
-    root.secrets.kv.v2.create_or_update_secret(path, rotated)
     try:
+        if mount == "secret":
+            root.secrets.kv.v2.create_or_update_secret(path, rotated)
+        else:
+            root.secrets.kv.v1.create_or_update_secret(path, rotated, mount_point=mount)
         with app.app_context():
-            state.client.read("flask", use_cache=False)  # the refresher moves the old keys aside
-            assert state.refresher is not None and state.refresher.previous_jwt_keys
+            state.client.read("flask", use_cache=False)  # the refresher takes the new version
+            if mount == "secret":
+                keys = state.keyring.keys("JWT_SECRET_KEY")  # type: ignore[union-attr]
+                assert keys is not None and keys.for_version(1) == FLASK_SECRET["jwt_secret"]
+            else:
+                assert [key for _, key in state.refresher.previous_jwt_keys] == [FLASK_SECRET["jwt_secret"]]  # type: ignore[union-attr]
             markers = [role.role_id, role.secret_id, token, HEALTH_TOKEN, *FLASK_SECRET.values(), *rotated.values()]
             yield app, markers
     finally:
-        root.secrets.kv.v2.create_or_update_secret(path, FLASK_SECRET)
+        if mount == "secret":
+            root.secrets.kv.v2.create_or_update_secret(path, FLASK_SECRET)
+        else:
+            root.sys.disable_secrets_engine(mount)
 
 
 def test_no_repr_reachable_from_the_state_shows_a_credential_or_value(
@@ -90,7 +120,8 @@ def test_no_repr_reachable_from_the_state_shows_a_credential_or_value(
     state = get_state(app)
     client = state.client
     extra: list[object] = [app.extensions["vault"], state.settings, client.cache.peek(client.full_path("flask"))]
-    extra.append(plan_rotation(client, "flask", state.settings.rotation))
+    if client.kv.version() == 2:
+        extra.append(plan_rotation(client, "flask", state.settings.rotation))
     store = client.backups
     saved = store.save("flask", client.read_version("flask"))
     extra += [store, load_backup(saved, client)]
@@ -102,6 +133,8 @@ def test_no_repr_reachable_from_the_state_shows_a_credential_or_value(
     assert len(shown) > 20, "the walk found too little to prove anything"
     for kind in ("VaultState", "ConfigRefresher", "TokenKeeper", "AppRoleAuth", "VaultSettings", "CachedSecret"):
         assert any(kind in text for text in shown), kind
+    if state.client.kv.version() == 2:
+        assert any("KeyVersion" in text for text in shown)
     leaks = [text for text in shown if any(marker in text for marker in markers)]
     assert not leaks
 
@@ -109,10 +142,9 @@ def test_no_repr_reachable_from_the_state_shows_a_credential_or_value(
 def test_previous_jwt_signing_keys_stay_out_of_the_states_repr(rotated_app: tuple[Flask, list[str]]) -> None:
     app, _ = rotated_app
     state = get_state(app)
-    old_keys = [key for _, key in state.refresher.previous_jwt_keys]  # type: ignore[union-attr]
-    assert FLASK_SECRET["jwt_secret"] in old_keys
-    assert not any(key in repr(state) for key in old_keys)
-    assert "previous_jwt_keys=1" in repr(state.refresher)
+    assert FLASK_SECRET["jwt_secret"] not in repr(state)
+    assert FLASK_SECRET["jwt_secret"] not in repr(app.extensions["vault"])
+    assert FLASK_SECRET["jwt_secret"] not in repr(state.refresher) + repr(state.keyring)
 
 
 def test_every_credential_leaves_app_config_and_the_health_token_still_works(

@@ -4,8 +4,9 @@ What comes from the code: which settings exist (the spec table, plus the keys th
 ``VaultSettings.load`` reads outside it, such as ``VAULT_CACERT``), each one's
 environment variables (the key and its aliases, such as ``VAULT_ADDR``), its default
 (the ``VaultSettings`` field it fills), the kind of value (its parser) and whether it
-holds a credential. What lives here: one sentence of prose per setting, its group, and
-the words for a default that is computed rather than written (``app.name``).
+holds a credential, and the prose of a setting that has a ``description`` there. What
+lives here: one sentence of prose for the others, each setting's group, and the words
+for a default that is computed rather than written (``app.name``).
 
 A setting without prose here, or prose for a setting the code does not have, is a
 warning, which ``make docs`` (``-W``) turns into a failed build.
@@ -64,15 +65,14 @@ NOTES: dict[str, Note] = {
         default="``http://127.0.0.1:8200``",
     ),
     "VAULT_NAMESPACE": Note("Connection", "Vault Enterprise / OpenBao namespace."),
-    "VAULT_CACERT": Note(
-        "Connection",
-        "CA bundle (PEM file) that signed the server's certificate.",
-        default="system CAs",
-        kind="file path",
-    ),
-    "VAULT_SKIP_VERIFY": Note(
-        "Connection", "Skip TLS verification. Local experiments only, never in production.", kind="boolean"
-    ),
+    # TLS: the prose is each setting's description in flask_vault/settings.py.
+    "VAULT_CACERT": Note("Connection", "", default="certifi's CA bundle", kind="file path"),
+    "VAULT_CAPATH": Note("Connection", "", kind="directory path"),
+    "VAULT_CLIENT_CERT": Note("Connection", "", kind="file path"),
+    "VAULT_CLIENT_KEY": Note("Connection", "", kind="file path"),
+    "VAULT_TLS_SERVER_NAME": Note("Connection", "", default="the host in ``VAULT_URL``", kind="host name"),
+    "VAULT_SKIP_VERIFY": Note("Connection", "", kind="boolean"),
+    "VAULT_ALLOW_INSECURE": Note("Connection", "", kind="boolean"),
     "VAULT_TIMEOUT": Note("Connection", "Connect and read timeout of each request."),
     "VAULT_MOUNT_POINT": Note("Connection", "The KV mount; KV v1 or v2 is detected."),
     "VAULT_PATH_PREFIX": Note(
@@ -107,12 +107,14 @@ NOTES: dict[str, Note] = {
     "VAULT_HEALTH_URL": Note("Health", "Where the health endpoint is registered; ``None`` disables it."),
     "VAULT_HEALTH_CACHE_SECONDS": Note("Health", "One Vault probe per window; also the ``Cache-Control`` max-age."),
     "VAULT_HEALTH_DETAILS": Note("Health", "Show the details to everyone (only on an internal listener)."),
-    "VAULT_HEALTH_TOKEN": Note("Health", "Bearer token that unlocks the details; compared in constant time."),
+    "VAULT_HEALTH_TOKEN": Note(
+        "Health", "Bearer token that unlocks the details; compared in constant time; removed from ``app.config``."
+    ),
     # Login
     "VAULT_AUTH_METHOD": Note("Login", "The login method.", default="inferred from the settings present"),
     "VAULT_TOKEN": Note("Login", "A token given as is; removed from ``app.config`` after start-up."),
     "VAULT_TOKEN_FILE": Note("Login", "A file holding the token (an Agent sink), read again when it changes."),
-    "VAULT_ROLE_ID": Note("Login", "AppRole role_id (an identifier; still keep it out of logs)."),
+    "VAULT_ROLE_ID": Note("Login", "AppRole role_id, half of the login; removed from ``app.config`` after login."),
     "VAULT_SECRET_ID": Note("Login", "AppRole secret_id; removed from ``app.config`` after login."),
     "VAULT_SECRET_ID_FILE": Note("Login", "A file holding the AppRole secret_id, read at every login."),
     "VAULT_WRAPPED_SECRET_ID": Note(
@@ -144,7 +146,8 @@ NOTES: dict[str, Note] = {
     ),
     "VAULT_BACKUP_DIR": Note(
         "Rotation and backups",
-        "Where backup files go (mode 0700); every write backs up here first.",
+        "Where backup files go; every write backs up here first. Created 0700; an existing one that is a"
+        " symlink, another user's or open to group or others is refused.",
         default="``<instance>/vault-backups``; outside an app ``~/.local/state/flask-vault/vault-backups``",
     ),
     "VAULT_BACKUP_TRANSIT_KEY": Note(
@@ -182,6 +185,11 @@ KINDS = {
     "parse_health_url": "URL path, or ``None``",
     "_optional_seconds": "seconds",
     "parse_binds": "mapping (JSON in the environment)",
+    "parse_path": "file path",
+    "_path_required": "file path",
+    "parse_file": "file path",
+    "parse_directory": "directory path",
+    "parse_server_name": "host name",
 }
 
 _QUOTED_KEY = re.compile(r"[\"'](VAULT_[A-Z][A-Z0-9_]*)[\"']")
@@ -248,7 +256,7 @@ def settings_rows() -> list[Row]:
                 kind=note.kind if note and note.kind else kind,
                 credential=_is_credential(spec.key, spec),
                 group=note.group if note else "Other",
-                text=note.text.format(code_default=format_default(_field_default(spec.attr))) if note else "",
+                text=_text(note, spec),
             )
         )
     for key in direct_keys():
@@ -265,6 +273,13 @@ def settings_rows() -> list[Row]:
             )
         )
     return rows
+
+
+def _text(note: Note | None, spec: Any) -> str:
+    """The note's prose, else the setting's own ``description`` in flask_vault/settings.py."""
+    if note is not None and note.text:
+        return note.text.format(code_default=format_default(_field_default(spec.attr)))
+    return str(getattr(spec, "description", "") or "")
 
 
 def problems() -> list[str]:

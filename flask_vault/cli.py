@@ -185,6 +185,8 @@ class _NoNulPath(click.Path):
 
 
 class _NoNulFile(click.File):
+    """click.File that refuses a path with a NUL byte as a usage error."""
+
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         if isinstance(value, str) and "\x00" in value:
             self.fail("a path cannot contain a NUL byte.", param, ctx)

@@ -716,6 +716,8 @@ def init_command(from_file: TextIO | None, dry_run: bool, yes: bool) -> None:
     version 1), so running it again changes nothing. Ends with the policies to apply and
     the next command to run.
     """
+    if not dry_run:
+        _require_yes_or_terminal(yes)
     state = _state()
     client = state.client
     given = _read_init_file(from_file) if from_file is not None else {}

@@ -139,6 +139,19 @@ def test_init_without_a_terminal_needs_the_database_fields_and_writes_nothing(
     assert absent(vault_root, unique_env, "flask")  # checked before the first write
 
 
+def test_init_without_a_terminal_or_yes_is_refused_before_it_reads_anything(
+    base_config: dict[str, Any], vault_root: hvac.Client, unique_env: str, tmp_path: Path
+) -> None:
+    app = cli_app(base_config, unique_env, tmp_path)
+    requests_sent = get_state(app).client.metrics.count
+    before = requests_sent()
+    result = vault(app, "init")
+    assert result.exit_code == 2, result.output
+    assert "`flask vault init` writes to Vault and there is no terminal to confirm on: add --yes" in result.output
+    assert requests_sent() == before  # refused before a single request
+    assert absent(vault_root, unique_env, "flask") and absent(vault_root, unique_env, "database")
+
+
 def test_init_creates_what_is_missing_with_generated_keys_then_changes_nothing(
     base_config: dict[str, Any], vault_root: hvac.Client, unique_env: str, tmp_path: Path
 ) -> None:

@@ -108,6 +108,11 @@ def test_on_change_callback_and_signal_report_names_and_versions_only(
         web = app.test_client()
         version = rotate(vault_root, store, secret_key="another-rotated-key-" + "z" * 40)
         wait_for_config(web, app, "SECRET_KEY", "another-rotated-key-" + "z" * 40)
+        # The refresher fills app.config first, then runs the callbacks and sends the signal
+        # (from the thread that read the new version): wait for the signal, sent last.
+        deadline = time.monotonic() + 4
+        while not signalled and time.monotonic() < deadline:
+            time.sleep(0.02)
     finally:
         secret_changed.disconnect(on_signal, app)
         example_vault._change_callbacks["flask"].remove(calls.append)

@@ -145,6 +145,7 @@ class TokenKeeper:
         self._creation_ttl: float | None = None  # the TTL tokens are created with (from lookup-self)
         self._looked_up_for: int | None = None  # the generation whose accessor was looked up
         self._lookup_lock = threading.Lock()
+        self._token_listeners: list[Callable[[], None]] = []
         #: Renews before expiry, shares one login among threads, survives fork, revokes at exit.
         self.renewal: Renewal[TokenFacts] = Renewal(
             self,
@@ -228,6 +229,14 @@ class TokenKeeper:
         refused_for = self.clock() - refused_at
         grace = self._creation_ttl + TOKEN_FILE_SLACK if self._creation_ttl else TOKEN_FILE_GRACE
         return {"token_file_refused_for": refused_for, "replacing_token_file": refused_for <= grace}
+
+    def on_new_token(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` each time another token is put in use (a login, a new token file).
+
+        For what was obtained with the previous token and dies with it (a database lease):
+        the callback must return at once (it runs inside the login) and never raise.
+        """
+        self._token_listeners.append(callback)
 
     def __repr__(self) -> str:
         return f"<TokenKeeper {self.authenticator.describe()} token_id={self.token_id} generation={self.generation}>"
@@ -514,6 +523,11 @@ class TokenKeeper:
         self._valid_confirmed = None
         self._file_refused_at = None
         facts = TokenFacts(accessor_hash(result.accessor), result.created, result.policies)
+        for listener in list(self._token_listeners):
+            try:
+                listener()
+            except Exception:  # a listener must not break a login
+                log.exception("A new-token listener failed.")
         return self._term(result.ttl, renewable=result.renewable, facts=facts)
 
     def _install(self, result: LoginResult) -> None:

@@ -16,8 +16,15 @@ be renewed, replaced and revoked (a :class:`Renewable`). Its :class:`Renewal`
   scheduled, that holds the spine through a weak reference;
 * survives ``os.fork()``: the child gets new locks and no thread; something this process
   obtained itself (``replaceable``) is dropped in the child, never shared, and the
-  child's own thread gets a new one at once;
-* at interpreter exit, closes every live spine, revoking what should be revoked.
+  child's own thread gets a new one at once (spines in the order they were made, so a
+  token is in order before the lease that needs it asks for anything);
+* at interpreter exit, closes every live spine, newest first, revoking what should be
+  revoked (a lease before the token it was obtained with).
+
+Something that changes at a known time rather than expiring (a static database role's
+password at its next rotation) says when it is ``due``; something another event makes
+obsolete (a lease obtained with a token that was just replaced) is replaced from the
+background thread after :meth:`Renewal.replace_soon`.
 
 The subject decides *how* (which requests, what to log); the spine decides *when*.
 """
@@ -25,6 +32,7 @@ The subject decides *how* (which requests, what to log); the spine decides *when
 from __future__ import annotations
 
 import atexit
+import itertools
 import logging
 import os
 import random
@@ -79,6 +87,8 @@ class Term(Generic[D]):
     full_ttl: float | None = None
     #: What the subject keeps with it (a token's accessor hash, a lease id, ...).
     detail: D | None = None
+    #: Seconds from now when it must be replaced, whatever its TTL says (a replaceable one only).
+    due: float | None = None
 
 
 class Renewable(Protocol[D]):
@@ -123,8 +133,12 @@ class Held(Generic[D]):
     revoke_at_close: bool
     detail: D | None
     expires_at: float | None
+    #: When it must be replaced (from :attr:`Term.due`), else None.
+    due_at: float | None = None
     next_at: float | None = None
     action: Literal["renew", "replace", "warn"] | None = None
+    #: Why it is replaced, when that is not its TTL (see :meth:`Renewal.replace_soon`).
+    reason: str | None = None
     warned: bool = False
 
     @classmethod
@@ -139,6 +153,7 @@ class Held(Generic[D]):
             revoke_at_close=term.revoke_at_close,
             detail=term.detail,
             expires_at=now + ttl if ttl else None,
+            due_at=now + term.due if term.due is not None and term.replaceable else None,
         )
 
 
@@ -172,6 +187,7 @@ class Renewal(Generic[D]):
         self._acquire_soon = False  # a forked child gets its own from its own thread at once
         self._backoff = RETRY_MIN
         self._reset_process_state()
+        self._order = next(_ORDER)
         _LIVE.add(self)
 
     def _reset_process_state(self) -> None:
@@ -248,6 +264,18 @@ class Renewal(Generic[D]):
         if term is not None:
             self.install(term)
 
+    def replace_soon(self, reason: str) -> None:
+        """Replace the current one from the background thread now (what it depends on changed).
+
+        Nothing happens when there is none, or it is not replaceable. Returns at once.
+        """
+        current = self._current
+        if current is None or not current.replaceable or self._stopped:
+            return
+        current.action, current.next_at, current.reason = "replace", self.clock(), reason
+        self._wake.set()
+        self.ensure_thread()
+
     # -- single flight -----------------------------------------------------------------
 
     def flight(self, body: Callable[[], object]) -> tuple[int, bool]:
@@ -309,7 +337,8 @@ class Renewal(Generic[D]):
             if current.action == "renew":
                 self.flight(lambda: self._renew(generation))
             elif current.action == "replace":
-                self.flight(lambda: self._replace_if(generation, "it is near the end of its TTL"))
+                reason = current.reason or "it is near the end of its TTL"
+                self.flight(lambda: self._replace_if(generation, reason))
             else:
                 self._warn_expiring(current, now)
         except VaultError as exc:
@@ -432,6 +461,9 @@ class Renewal(Generic[D]):
     # -- scheduling --------------------------------------------------------------------
 
     def _schedule(self, held: Held[D], now: float) -> None:
+        if held.due_at is not None:
+            held.action, held.next_at = "replace", held.due_at
+            return
         if not held.ttl:
             held.next_at, held.action = None, None
             return
@@ -523,20 +555,22 @@ def _run(ref: weakref.ref[Renewal[Any]]) -> None:
 
 #: Every live spine of this process, for fork and exit handling.
 _LIVE: weakref.WeakSet[Renewal[Any]] = weakref.WeakSet()
+#: The order spines are made in (a lease's after the token's it is obtained with).
+_ORDER = itertools.count()
 
 
 def live() -> list[Renewal[Any]]:
-    """Every spine of this process that is not closed."""
-    return list(_LIVE)
+    """Every spine of this process that is not closed, oldest first."""
+    return sorted(_LIVE, key=lambda renewal: renewal._order)
 
 
 def _after_fork_in_child() -> None:
-    for renewal in list(_LIVE):
+    for renewal in live():
         renewal._after_fork_in_child()
 
 
 def _close_all_at_exit() -> None:
-    for renewal in list(_LIVE):
+    for renewal in reversed(live()):
         if renewal._pid == os.getpid():
             try:
                 renewal.close()

@@ -67,3 +67,46 @@ def _build_by_hand(driver: str, username: str, password: str | None, host: str, 
         credentials += ":" + quote(password, safe="")
     netloc = f"{credentials}@{host}" + (f":{port}" if port is not None else "")
     return f"{driver}://{netloc}/{quote(database, safe='')}"
+
+
+def connection_url(data: Mapping[str, Any], *, path: str | None = None) -> str:
+    """Where the database is, without a login: ``url`` with its user and password taken out, or
+    ``driver``, ``host``, ``port`` and ``database`` (for credentials that come from elsewhere)."""
+    from sqlalchemy.engine import URL
+
+    if data.get("url"):
+        return without_login(str(data["url"]))
+    missing = [name for name in ("host", "database") if not data.get(name)]
+    if missing:
+        raise SecretNotFoundError(
+            f"The database secret at {path or '?'} has no 'url' field and lacks "
+            f"{', '.join(repr(m) for m in missing)} to say where the database is; fields present: "
+            f"{', '.join(sorted(map(str, data))) or 'none'}.",
+            path=path,
+        )
+    url = URL.create(
+        str(data.get("driver") or "postgresql"),
+        host=str(data["host"]),
+        port=_port(data.get("port"), path),
+        database=str(data["database"]),
+    )
+    return url.render_as_string(hide_password=False)
+
+
+def without_login(url: str) -> str:
+    """``url`` with no user name or password."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+    except Exception:
+        raise VaultError("The database URL is not a URL SQLAlchemy can read.") from None
+    # URL.set() ignores None; URL is a named tuple, so _replace is its public way to clear fields.
+    return parsed._replace(username=None, password=None).render_as_string(hide_password=False)
+
+
+def with_login(url: str, username: str | None, password: str | None) -> str:
+    """``url`` (one without a login) with ``username`` and ``password`` put in, escaped."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).set(username=username, password=password).render_as_string(hide_password=False)

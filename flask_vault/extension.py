@@ -19,8 +19,8 @@ from flask import Flask
 from flask_vault.auth.methods import authenticator_from_settings
 from flask_vault.cache import CachedSecret
 from flask_vault.client import VaultClient
-from flask_vault.errors import VaultConfigError, VaultError, VaultUnavailableError
-from flask_vault.mapping import SecretSource, keys_by_name, parse_references, value_for
+from flask_vault.errors import SecretNotFoundError, VaultConfigError, VaultError, VaultUnavailableError
+from flask_vault.mapping import DATABASE_KEY, SecretSource, keys_by_name, parse_references, value_for
 from flask_vault.ops.backup import default_backup_dir
 from flask_vault.paths import check_secret_name
 from flask_vault.refresh import ChangeCallback, ConfigRefresher
@@ -30,7 +30,10 @@ from flask_vault.state import CLI, OFFLINE, VaultState, get_state, load_mode, re
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
+    from flask_vault.db.credentials import Credentials
     from flask_vault.db.engines import DatabaseLogin
+    from flask_vault.db.lease import LeaseCredentials
+    from flask_vault.db.logins import DatabaseLogins
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +61,7 @@ class FlaskVault:
         client = VaultClient.from_settings(settings, authenticator=authenticator, backup_dir=backup_dir)
         state = VaultState(settings=settings, client=client, mode=load_mode())
         self._remove_credentials(app)
+        state.databases = _database_logins(state)
         if state.mode != OFFLINE:  # `flask vault policy` needs the settings only: no request at all
             lenient = state.mode == CLI
             login_error = log_in(client, quiet=lenient)
@@ -71,6 +75,11 @@ class FlaskVault:
 
     def _start_live_refresh(self, app: Flask, state: VaultState) -> None:
         grouped = keys_by_name(state.settings.secrets)
+        leased = {key for key, source in state.sources.items() if source.lease is not None}
+        for name in list(grouped):  # a key filled from a database lease follows the lease, not the secret
+            grouped[name] = [(key, field_name) for key, field_name in grouped[name] if key not in leased]
+            if not grouped[name]:
+                del grouped[name]
         refresher = ConfigRefresher(app, state, grouped, self._change_callbacks)
         state.refresher = refresher
         state.client.cache.add_listener(refresher.on_cache_update)
@@ -136,17 +145,23 @@ class FlaskVault:
         """Config key -> where its value came from (Vault path and version, env or config)."""
         return dict(self._get_state().sources)
 
-    def attach_engine(self, engine: Engine, secret: str | None = None, *, app: Flask | None = None) -> DatabaseLogin:
-        """Make a SQLAlchemy ``engine`` log in with the current credentials of a database secret.
+    def attach_engine(
+        self, engine: Engine, secret: str | None = None, *, role: str | None = None, app: Flask | None = None
+    ) -> DatabaseLogin:
+        """Make a SQLAlchemy ``engine`` log in with the current credentials of a database secret or role.
 
         Each new connection then takes the user name and password of ``secret`` (default:
         the one behind ``SQLALCHEMY_DATABASE_URI``) when it opens; a login the database
-        refuses makes one read-through of the secret and one retry. Flask-SQLAlchemy's
-        engines are attached by ``init_app`` already. ``app``: default the current app.
+        refuses makes one read-through of the secret and one retry. With ``role`` (default
+        ``VAULT_DATABASE_ROLE`` when it is set and no ``secret`` is given), they are the
+        credentials of that database secrets engine role, renewed and switched under the
+        engine's pool (see the README's "Dynamic database credentials").
+        Flask-SQLAlchemy's engines are attached by ``init_app`` already. ``app``: default
+        the current app.
         """
         state = get_state(app)
         assert state.databases is not None
-        return state.databases.attach(engine, secret)
+        return state.databases.attach(engine, secret, role=role)
 
     def get_secret(self, name: str, field: str | None = None, fallback_env: str | None = None) -> Any:
         return self.client.get_secret(name, field, fallback_env)
@@ -185,12 +200,17 @@ def _use_vault_signing_keys(app: Flask, state: VaultState) -> None:
         )
 
 
-def _use_connect_time_credentials(app: Flask, state: VaultState) -> None:
-    """Engines log in with the database secret's current credentials, not their start-up URL."""
-    from flask_vault.db.flask_sqlalchemy import follow_flask_sqlalchemy
+def _database_logins(state: VaultState) -> DatabaseLogins:
     from flask_vault.db.logins import DatabaseLogins
 
-    state.databases = DatabaseLogins(state.client, state.settings)
+    return DatabaseLogins(state.client, state.settings)
+
+
+def _use_connect_time_credentials(app: Flask, state: VaultState) -> None:
+    """Engines log in with the database secret's (or role's) current credentials, not their start-up URL."""
+    from flask_vault.db.flask_sqlalchemy import follow_flask_sqlalchemy
+
+    assert state.databases is not None
     follow_flask_sqlalchemy(app, state.databases)
 
 
@@ -236,7 +256,19 @@ def fill_config(
             reads[name] = shared if shared is not None else _read_at_startup(client, name, deadline)
             if lenient and isinstance(reads[name], _SHARED_FAILURES):
                 shared = reads[name]  # type: ignore[assignment]
-        sources[key] = _fill_key(config, key, name, field_name, reads[name], state, lenient=lenient)
+        lease = state.databases.lease_for_key(key) if state.databases is not None and field_name is None else None
+        if lease is not None:
+            sources[key] = _fill_leased_url(
+                config, key, client.full_path(name), reads[name], lease, state, deadline, lenient=lenient
+            )
+        else:
+            sources[key] = _fill_key(config, key, name, field_name, reads[name], state, lenient=lenient)
+    lease = state.databases.lease_for_key(DATABASE_KEY) if state.databases is not None else None
+    if lease is not None and DATABASE_KEY not in references:
+        missing = shared or SecretNotFoundError("SQLALCHEMY_DATABASE_URI is not mapped in VAULT_SECRETS.")
+        sources[DATABASE_KEY] = _fill_leased_url(
+            config, DATABASE_KEY, None, missing, lease, state, deadline, lenient=lenient
+        )
     return sources
 
 
@@ -265,7 +297,7 @@ def _fill_key(
     *,
     lenient: bool = False,
 ) -> SecretSource:
-    settings, client = state.settings, state.client
+    client = state.client
     path = client.full_path(name)
     vault_error: VaultError | None = read if isinstance(read, VaultError) else None
     if isinstance(read, CachedSecret):
@@ -275,6 +307,87 @@ def _fill_key(
         except VaultError as exc:
             vault_error = exc
     assert vault_error is not None
+    return _fall_back(config, key, path, field_name, vault_error, state, lenient=lenient)
+
+
+def _fill_leased_url(
+    config: dict[str, Any],
+    key: str,
+    path: str | None,
+    read: CachedSecret | VaultError,
+    lease: LeaseCredentials,
+    state: VaultState,
+    deadline: float,
+    *,
+    lenient: bool = False,
+) -> SecretSource:
+    """A database URL whose address comes from the secret (or, with none, the URL already in
+    ``config``) and whose login comes from a database secrets engine role, kept current."""
+    from flask_vault.database import connection_url, with_login, without_login
+
+    base: str | None = None
+    vault_error: VaultError | None = None
+    address = SecretSource(key, "vault", lease=lease.path)
+    if isinstance(read, CachedSecret):
+        try:
+            base = connection_url(read.data, path=read.path)
+            address = SecretSource(key, "vault", path=read.path, version=read.version, lease=lease.path)
+        except VaultError as exc:
+            vault_error = exc
+    elif isinstance(read, SecretNotFoundError) and isinstance(config.get(key), str) and config[key]:
+        base = without_login(config[key])  # the address from the settings: "or settings"
+    elif isinstance(read, SecretNotFoundError):
+        vault_error = VaultConfigError(
+            f"{lease.setting} needs the database's address: a secret with host, port, database (and driver)"
+            f" mapped to {key} ({path or 'none is'}: {read.message}), or a {key} without credentials in the"
+            " app's config.",
+            key=lease.setting,
+        )
+    else:
+        vault_error = read
+    if base is not None:
+        try:
+            login = _lease_at_startup(lease, deadline)
+        except VaultError as exc:
+            vault_error = exc
+        else:
+            url = base
+
+            def follow(credentials: Credentials) -> None:
+                config[key] = with_login(url, credentials.username, credentials.password)
+
+            lease.on_switch(follow)
+            follow(login)
+            return address
+    assert vault_error is not None
+    return _fall_back(config, key, path or lease.path, None, vault_error, state, lenient=lenient)
+
+
+def _lease_at_startup(lease: LeaseCredentials, deadline: float) -> Credentials:
+    """The lease's first credentials; while Vault is unavailable, keep trying until ``deadline``."""
+    while True:
+        try:
+            return lease.current()
+        except VaultUnavailableError as exc:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise
+            log.info("Vault is not available yet (%s); retrying for %.0fs more.", exc.message, remaining)
+            time.sleep(min(0.5, remaining))
+
+
+def _fall_back(
+    config: dict[str, Any],
+    key: str,
+    path: str,
+    field_name: str | None,
+    vault_error: VaultError,
+    state: VaultState,
+    *,
+    lenient: bool = False,
+) -> SecretSource:
+    """Vault gave no value for ``key``: the environment variable, then ``config``, then fail fast."""
+    settings = state.settings
     quiet = logging.INFO if lenient else logging.WARNING  # under `flask vault`, status reports it
     env_var = FALLBACK_ENV_NAMES.get(key, key)
     if settings.fallback_env and os.environ.get(env_var):

@@ -14,6 +14,9 @@ from flask_vault.paths import check_secret_name, split_reference
 if TYPE_CHECKING:
     from flask_vault.client import VaultClient
 
+#: The config key whose bare secret reference (``"database"``) is the default database.
+DATABASE_KEY = "SQLALCHEMY_DATABASE_URI"
+
 
 @dataclass(frozen=True)
 class SecretSource:
@@ -28,6 +31,9 @@ class SecretSource:
     env_var: str | None = None
     #: Why Vault did not provide it, when it did not (an error message without values).
     vault_error: str | None = None
+    #: Where its login comes from when that is a database secrets engine role
+    #: (``database/creds/app``); ``path`` then names the secret that gave the address, if any.
+    lease: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}

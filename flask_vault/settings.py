@@ -284,6 +284,16 @@ class VaultSettings:
     signing_key_window: float | None = None
     #: Flask-SQLAlchemy bind key -> database secret name (the default bind follows SQLALCHEMY_DATABASE_URI).
     database_binds: dict[str, str] = field(default_factory=dict)
+    # Dynamic database credentials (see flask_vault.db.lease).
+    #: The database secrets engine role whose credentials SQLALCHEMY_DATABASE_URI uses (None: KV's).
+    database_role: str | None = None
+    database_mount: str = "database"
+    #: Flask-SQLAlchemy bind key -> database secrets engine role of its own.
+    database_bind_roles: dict[str, str] = field(default_factory=dict)
+    #: Seconds the previous credentials live on after a switch (connections checked out finish).
+    database_grace: float = 30.0
+    #: Health warns when a lease has less than this left (None: a quarter of its TTL).
+    database_warn_ttl: float | None = None
 
     @property
     def url(self) -> str:
@@ -326,6 +336,9 @@ class VaultSettings:
 
         check_path_part("VAULT_MOUNT_POINT", self.mount_point)
         check_path_part("VAULT_ENVIRONMENT", self.environment)
+        check_path_part("VAULT_DATABASE_MOUNT", self.database_mount)
+        if self.database_role is not None:
+            check_path_part("VAULT_DATABASE_ROLE", self.database_role)
         if self.path_prefix is not None:
             check_path_part("VAULT_PATH_PREFIX", self.path_prefix)
 
@@ -505,6 +518,23 @@ def parse_binds(key: str, value: object) -> dict[str, str]:
     return binds
 
 
+def parse_bind_roles(key: str, value: object) -> dict[str, str]:
+    """``{"reports": "reports-readonly"}``: bind keys to database secrets engine roles."""
+    from flask_vault.paths import check_path_part
+
+    roles: dict[str, str] = {}
+    for bind, role in parse_mapping(key, value).items():
+        if not isinstance(bind, str) or not bind:
+            raise _bad(key, bind, "bind keys that are non-empty strings")
+        if not isinstance(role, str):
+            raise VaultConfigError(f"{key}[{bind!r}] must be a role name, got {role!r}.", key=key)
+        try:
+            roles[bind] = check_path_part(f"{key}[{bind!r}]", role)
+        except VaultConfigError as exc:
+            raise VaultConfigError(exc.message, key=key) from None
+    return roles
+
+
 _SPECS: tuple[_Spec, ...] = (
     _Spec("VAULT_URL", "urls", parse_urls, ("VAULT_ADDR",)),
     _Spec("VAULT_TOKEN", "token", parse_optional_str, credential=LOGIN),
@@ -592,6 +622,11 @@ _SPECS: tuple[_Spec, ...] = (
     _Spec("VAULT_ROTATION", "rotation", parse_rotation),
     _Spec("VAULT_SIGNING_KEY_WINDOW", "signing_key_window", _optional_seconds),
     _Spec("VAULT_DATABASE_BINDS", "database_binds", parse_binds),
+    _Spec("VAULT_DATABASE_ROLE", "database_role", parse_optional_str),
+    _Spec("VAULT_DATABASE_MOUNT", "database_mount", _str_required),
+    _Spec("VAULT_DATABASE_BIND_ROLES", "database_bind_roles", parse_bind_roles),
+    _Spec("VAULT_DATABASE_GRACE", "database_grace", _seconds),
+    _Spec("VAULT_DATABASE_WARN_TTL", "database_warn_ttl", _optional_seconds),
 )
 
 #: Settings that hold a credential: their values are never shown (messages, reprs) and leave ``app.config``.

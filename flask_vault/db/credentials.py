@@ -9,9 +9,9 @@ changing how engines use it (see :mod:`flask_vault.db.engines`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from flask_vault.errors import SecretNotFoundError
 from flask_vault.flight import ThrottledFlight
@@ -55,6 +55,28 @@ class CredentialProvider(Protocol):
 
     def refresh(self) -> bool:
         """Ask the source again (bounded, like :meth:`refused`); True when it answered."""
+        ...
+
+
+@runtime_checkable
+class SwitchingProvider(CredentialProvider, Protocol):
+    """A provider whose credentials are replaced by other ones (a database lease's new user).
+
+    Connections that logged in with a retired version are closed rather than used again
+    (see :mod:`flask_vault.db.pool`); the provider calls the sweepers engines register
+    when it retires a version, so their idle connections go at once.
+    """
+
+    def retired(self, version: int | None) -> bool:
+        """Whether connections that logged in with credentials of ``version`` must not be used again."""
+        ...
+
+    def add_sweeper(self, sweep: Callable[[], object]) -> None:
+        """Call ``sweep()`` (in the background) whenever a version is retired."""
+        ...
+
+    def accepted(self, version: int | None) -> None:
+        """The database accepted a login with credentials of ``version``."""
         ...
 
 

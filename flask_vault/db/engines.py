@@ -23,13 +23,15 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 import time
 import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from flask_vault.db.credentials import CredentialProvider, Credentials
+from flask_vault.db import pool
+from flask_vault.db.credentials import CredentialProvider, Credentials, SwitchingProvider
 from flask_vault.errors import VaultConfigError, VaultError
 
 if TYPE_CHECKING:
@@ -53,13 +55,17 @@ _PROBE_USER = "flaskvaultprobeuser"
 _PROBE_PASSWORD = "flaskvaultprobepassword"
 
 
+#: PostgreSQL's word for a user that is gone (a revoked lease's): refused like a wrong password.
+_NO_SUCH_ROLE = re.compile(r'role ".*" does not exist')
+
+
 def is_login_refused(exc: BaseException) -> bool:
     """Whether a DBAPI error from opening a connection means the credentials were refused."""
     code = getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)
     if isinstance(code, str) and code in REFUSED_SQLSTATES:
         return True
     text = str(exc).lower()
-    return any(fragment in text for fragment in REFUSED_MESSAGES)
+    return any(fragment in text for fragment in REFUSED_MESSAGES) or bool(_NO_SUCH_ROLE.search(text))
 
 
 @dataclass(frozen=True)
@@ -129,8 +135,9 @@ class DatabaseLogin:
     # -- the do_connect listener -------------------------------------------------------
 
     def connect(
-        self, keys: CredentialKeys, dialect: Dialect, cargs: list[Any], cparams: dict[str, Any]
+        self, keys: CredentialKeys, dialect: Dialect, cargs: list[Any], cparams: dict[str, Any], entry: Any = None
     ) -> Any:  # a DBAPI connection
+        """Open a connection with the current credentials; ``entry`` (the pool's) is tagged with them."""
         self._template = (dialect, list(cargs), _without(cparams, keys), keys)
         try:
             credentials: Credentials | None = self.provider.current()
@@ -144,8 +151,9 @@ class DatabaseLogin:
         except Exception as exc:
             if not is_login_refused(exc):
                 raise
-            return self._after_refusal(keys, dialect, cargs, cparams, credentials, exc)
+            return self._after_refusal(keys, dialect, cargs, cparams, credentials, exc, entry)
         self._accepted(credentials, current=True)
+        pool.tag(entry, credentials.version)
         return connection
 
     def _after_refusal(
@@ -156,6 +164,7 @@ class DatabaseLogin:
         cparams: dict[str, Any],
         refused: Credentials,
         error: Exception,
+        entry: Any = None,
     ) -> Any:
         self.status.refusals += 1
         try:
@@ -184,9 +193,11 @@ class DatabaseLogin:
                     self.provider.path,
                 )
                 self._accepted(candidate, current=True)
+                pool.tag(entry, candidate.version)
             else:
                 self._refused(newer or refused, using_previous=True)
                 self._accepted(candidate, current=False)
+                pool.tag(entry, candidate.version, pinned=True)
             return connection
         self._refused(newer or refused, using_previous=False)
         raise error
@@ -202,6 +213,8 @@ class DatabaseLogin:
         self._last_good = credentials
         if not current:
             return
+        if isinstance(self.provider, SwitchingProvider):
+            self.provider.accepted(credentials.version)
         with self._guard():
             status = self.status
             if status.state == "refused":
@@ -313,12 +326,25 @@ def attach_engine(engine: Engine, login: DatabaseLogin | CredentialProvider) -> 
         _attached[engine] = login
         login._engines.add(engine)
 
-    def do_connect(dialect: Dialect, _record: Any, cargs: list[Any], cparams: dict[str, Any]) -> Any:
-        return login.connect(keys, dialect, cargs, cparams)
+    def do_connect(dialect: Dialect, entry: Any, cargs: list[Any], cparams: dict[str, Any]) -> Any:
+        return login.connect(keys, dialect, cargs, cparams, entry)
 
     event.listen(engine, "do_connect", do_connect)
+    provider = login.provider
+    if isinstance(provider, SwitchingProvider):
+        # A pinned connection (the new credentials were refused) goes once the database accepts them again.
+        pool.follow(
+            engine, lambda tag: provider.retired(tag.version) and (not tag.pinned or login.status.state == "ok")
+        )
+        provider.add_sweeper(pool.sweeper(engine))
+    else:
+        pool.follow(engine, _never_retired)
     log.debug("%s takes its credentials from %s at connect time.", engine.url.render_as_string(), login.provider.path)
     return login
+
+
+def _never_retired(tag: pool.ConnectionTag) -> bool:
+    return False
 
 
 def login_of(engine: Engine) -> DatabaseLogin | None:

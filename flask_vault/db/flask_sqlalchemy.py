@@ -8,8 +8,11 @@
 
 The default bind uses the secret behind ``SQLALCHEMY_DATABASE_URI``; other binds the
 secret ``VAULT_DATABASE_BINDS`` names for them (whose URL also goes into
-``SQLALCHEMY_BINDS``). Binds without a Vault secret, and secrets without a user name
-(SQLite), are left alone.
+``SQLALCHEMY_BINDS``). A bind with a database secrets engine role (``VAULT_DATABASE_ROLE``
+for the default bind, ``VAULT_DATABASE_BIND_ROLES`` for others) logs in as that role's
+users instead; its address comes from its secret, else from the URL already in
+``SQLALCHEMY_BINDS``. Binds without a Vault secret or role, and secrets without a user
+name (SQLite), are left alone.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Flask, appcontext_pushed, current_app, has_app_context
 
-from flask_vault.database import build_database_url
+from flask_vault.database import build_database_url, connection_url, with_login, without_login
 from flask_vault.db.engines import login_of
 from flask_vault.errors import VaultConfigError, VaultError
 
@@ -46,14 +49,38 @@ def follow_flask_sqlalchemy(app: Flask, logins: DatabaseLogins) -> None:
 
 
 def fill_bind_urls(app: Flask, logins: DatabaseLogins) -> None:
-    """``SQLALCHEMY_BINDS[bind]`` from each secret ``VAULT_DATABASE_BINDS`` names."""
-    if not logins.settings.database_binds:
+    """``SQLALCHEMY_BINDS[bind]`` from each secret ``VAULT_DATABASE_BINDS`` names, with the
+    credentials of its ``VAULT_DATABASE_BIND_ROLES`` role when it has one."""
+    settings = logins.settings
+    if not settings.database_binds and not settings.database_bind_roles:
         return
     binds = dict(app.config.get("SQLALCHEMY_BINDS") or {})
-    for bind, name in logins.settings.database_binds.items():
-        entry = logins.client.read(name)
-        url = build_database_url(entry.data, path=entry.path)
+    for bind in [
+        *settings.database_binds,
+        *(b for b in settings.database_bind_roles if b not in settings.database_binds),
+    ]:
         current = binds.get(bind)
+        given = current.get("url") if isinstance(current, Mapping) else current
+        name, role = settings.database_binds.get(bind), settings.database_bind_roles.get(bind)
+        if role is None:
+            assert name is not None
+            entry = logins.client.read(name)
+            url = build_database_url(entry.data, path=entry.path)
+        else:
+            if name is not None:
+                entry = logins.client.read(name)
+                base = connection_url(entry.data, path=entry.path)
+            elif isinstance(given, str) and given:
+                base = without_login(given)
+            else:
+                raise VaultConfigError(
+                    f"VAULT_DATABASE_BIND_ROLES[{bind!r}] needs the database's address: a secret for the bind in"
+                    f" VAULT_DATABASE_BINDS, or a URL in SQLALCHEMY_BINDS[{bind!r}].",
+                    key="VAULT_DATABASE_BIND_ROLES",
+                )
+            lease = logins.lease_login(role, key=f"SQLALCHEMY_BINDS[{bind!r}]").provider
+            login = lease.current()
+            url = with_login(base, login.username, login.password)
         binds[bind] = {**current, "url": url} if isinstance(current, Mapping) else url
     app.config["SQLALCHEMY_BINDS"] = binds
 
@@ -64,14 +91,10 @@ def attach_engines(app: Flask, logins: DatabaseLogins) -> bool:
     if extension is None:
         return False
     for bind, engine in _engines(app, extension).items():
-        name = logins.secret_for_bind(bind)
-        if name is None or login_of(engine) is not None:
+        if login_of(engine) is not None:
             continue
-        key = None if bind is None else f"SQLALCHEMY_BINDS[{bind!r}]"
         try:
-            if logins.login_for(name, key=key).provider.current().username is None:
-                continue  # nothing to log in with (SQLite, or a URL without a user)
-            logins.attach(engine, name, key=key)
+            logins.attach_bind(engine, bind)
         except VaultConfigError as exc:
             log.info("The %s bind keeps its URL's credentials: %s", bind or "default", exc.message)
         except VaultError as exc:

@@ -2,7 +2,8 @@
 
 :data:`CHECKS` lists them in the order they appear in the report, from Vault towards the
 app: ``vault:server``, ``vault:login``, ``vault:secrets``, ``vault:cache`` and, for an app
-with database engines attached, ``vault:database``. Their statuses are combined by the one
+with database engines attached, ``vault:database`` and (with a database secrets engine
+role) ``vault:lease``. Their statuses are combined by the one
 rule in :mod:`flask_vault.health.report`.
 
 Adding a check is one function here and one entry in :data:`CHECKS`::
@@ -163,6 +164,9 @@ def _secret_item(context: HealthContext, key: str) -> Item:
         reason = source.vault_error or "Vault did not provide it and no fallback is set."
         item.update(status=FAIL, output=f"No value: {reason}")
         return item
+    if source.lease is not None:
+        item.update(lease=source.lease, status=PASS)  # its login is the lease's: vault:lease judges it
+        return item
     not_served = FAIL if settings.fail_closed else WARN
     entry = cache.peek(source.path) if source.path else None
     if entry is None:
@@ -253,6 +257,69 @@ def database_check(context: HealthContext) -> Outcome:
     return Outcome(items, failing[0] if failing else None)
 
 
+def lease_check(context: HealthContext) -> Outcome:
+    """``vault:lease``: one item per database secrets engine role in use (none: no check).
+
+    Shows the role, the user, the TTL left, the generation and the last switch. Warn when
+    the lease has less than its warning threshold left (``VAULT_DATABASE_WARN_TTL``, by
+    default a quarter of its TTL: renewing it has failed for a while, Vault is likely
+    down); fail once it has expired, or when there are no credentials at all.
+    """
+    databases = context.state.databases
+    items = [_lease_item(context, provider.status()) for provider in (databases.leases if databases else [])]
+    failing = [str(item["output"]) for item in items if item["status"] == FAIL]
+    warning = [str(item["output"]) for item in items if item["status"] == WARN]
+    summaries = failing or warning
+    return Outcome(items, summaries[0] if summaries else None)
+
+
+def _lease_item(context: HealthContext, lease: dict[str, Any]) -> Item:
+    expires_in, warn_below, path = lease["expires_in"], lease["warn_below"], lease["path"]
+    item: Item = {
+        "componentId": lease["key"],
+        "componentType": "datastore",
+        "role": lease["role"],
+        "path": path,
+        "static": lease["static"],
+        "username": lease["username"],
+        "generation": lease["generation"],
+        "lastSwitch": lease["last_switch"],
+        "renewals": lease["renewals"],
+        "switches": lease["switches"],
+        "failures": lease["failures"],
+        "time": context.time,
+    }
+    if expires_in is not None:
+        item.update(observedValue=round(max(0.0, expires_in), 1), observedUnit="s")
+    elif lease["next_rotation_in"] is not None:
+        item["nextRotationSeconds"] = round(lease["next_rotation_in"], 1)
+    why = f" ({lease['last_error']})" if lease["last_error"] else ""
+    if not lease["generation"]:
+        source = context.state.sources.get(lease["key"])
+        fallback = source is not None and source.origin in ("env", "config")
+        item.update(
+            status=WARN if fallback else FAIL,
+            output=f"No database credentials from {path}{why}."
+            + (" The configured fallback is used." if fallback else " New database logins fail."),
+        )
+    elif expires_in is not None and expires_in <= 0:
+        item.update(
+            status=FAIL,
+            output=f"The database lease {path} (user {lease['username']}) expired {-expires_in:.0f}s ago and no"
+            f" new credentials could be had{why}. Open connections keep working; new logins may be refused."
+            " Bring Vault back: new credentials follow at once.",
+        )
+    elif expires_in is not None and warn_below is not None and expires_in < warn_below:
+        item.update(
+            status=WARN,
+            output=f"The database lease {path} (user {lease['username']}) expires in {expires_in:.0f}s and could"
+            f" not be renewed{why}. New connections use it until then.",
+        )
+    else:
+        item["status"] = PASS
+    return item
+
+
 #: The checks of every report, in the order they appear in it.
 CHECKS: list[HealthCheck[HealthContext]] = [
     # A sealed or unreachable server only degrades the app while the secrets are served.
@@ -261,4 +328,5 @@ CHECKS: list[HealthCheck[HealthContext]] = [
     HealthCheck("vault:secrets", secrets_check),
     HealthCheck("vault:cache", cache_check),
     HealthCheck("vault:database", database_check),
+    HealthCheck("vault:lease", lease_check),
 ]

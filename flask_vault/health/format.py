@@ -97,6 +97,18 @@ def _describe_database(item: Item) -> list[str]:
     return parts
 
 
+def _describe_lease(item: Item) -> list[str]:
+    parts = [f"{item.get('componentId')}:", f"role={item.get('role')}", f"user={item.get('username') or '-'}"]
+    if "observedValue" in item:
+        parts.append(f"ttl_left={_duration(item['observedValue'])}")
+    elif "nextRotationSeconds" in item:
+        parts.append(f"next_rotation={_duration(item['nextRotationSeconds'])}")
+    parts.append(f"generation={item.get('generation')}")
+    parts.append(f"last_switch={item.get('lastSwitch') or 'never'}")
+    parts.extend(f"{key}={item.get(key, 0)}" for key in ("renewals", "switches", "failures"))
+    return parts
+
+
 def _describe_generic(item: Item) -> list[str]:
     parts = [str(item["componentId"])] if "componentId" in item else []
     if "observedValue" in item:
@@ -112,6 +124,7 @@ DESCRIBERS: dict[str, Callable[[Item], list[str] | str]] = {
     "vault:secrets": _describe_secret,
     "vault:cache": _describe_cache,
     "vault:database": _describe_database,
+    "vault:lease": _describe_lease,
 }
 
 

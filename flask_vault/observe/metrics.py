@@ -77,6 +77,8 @@ def collect_stats(state: VaultState) -> dict[str, Any]:
     cache = client.cache
     outage_since = cache.outage_since
     monitor = getattr(state, "health", None)
+    databases = getattr(state, "databases", None)
+    leases: dict[str, int] = databases.lease_stats() if databases is not None else {}
     return {
         "requests": requests,
         "requests_total": total,
@@ -90,6 +92,12 @@ def collect_stats(state: VaultState) -> dict[str, Any]:
         "renewal_failures": keeper.renewal_failures,
         "health_probes": monitor.probes if monitor is not None else 0,
         "health_status": monitor.last_status if monitor is not None else None,
+        # Database secrets engine leases (see flask_vault.db.lease): renewals, switches to new
+        # credentials, renewals or reads of new credentials that failed, previous leases revoked.
+        "lease_renewals": leases.get("renewals", 0),
+        "lease_switches": leases.get("switches", 0),
+        "lease_failures": leases.get("failures", 0),
+        "lease_revocations": leases.get("revocations", 0),
     }
 
 
@@ -151,6 +159,9 @@ _COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "flask_vault_logins": ("Successful Vault logins.", ("app",)),
     "flask_vault_renewals": ("Successful token renewals.", ("app",)),
     "flask_vault_health_probes": ("Health probes sent to Vault (one sys/health, at most one lookup-self).", ("app",)),
+    "flask_vault_lease_renewals": ("Database lease renewals.", ("app",)),
+    "flask_vault_lease_switches": ("Switches to new database credentials under a live engine.", ("app",)),
+    "flask_vault_lease_failures": ("Database lease renewals or reads of new credentials that failed.", ("app",)),
 }
 _GAUGES: dict[str, tuple[str, tuple[str, ...]]] = {
     "flask_vault_health_status": ("Last /health/vault status: 0 pass, 1 warn, 2 fail.", ("app",)),
@@ -159,6 +170,8 @@ _GAUGES: dict[str, tuple[str, tuple[str, ...]]] = {
         "Seconds since the secret behind a filled config key was last read from Vault.",
         ("app", "key"),
     ),
+    "flask_vault_lease_ttl_seconds": ("Seconds left on the database lease in use.", ("app", "key")),
+    "flask_vault_lease_generation": ("Generation of the database credentials in use.", ("app", "key")),
 }
 
 
@@ -194,6 +207,13 @@ class VaultCollector:
             add("flask_vault_logins", (app_name,), stats["logins"])
             add("flask_vault_renewals", (app_name,), stats["renewals"])
             add("flask_vault_health_probes", (app_name,), stats["health_probes"])
+            add("flask_vault_lease_renewals", (app_name,), stats["lease_renewals"])
+            add("flask_vault_lease_switches", (app_name,), stats["lease_switches"])
+            add("flask_vault_lease_failures", (app_name,), stats["lease_failures"])
+            for config_key, (ttl, generation) in _leases(state).items():
+                if ttl is not None:
+                    highest("flask_vault_lease_ttl_seconds", (app_name, config_key), ttl)
+                highest("flask_vault_lease_generation", (app_name, config_key), generation)
             if stats["health_status"] in _STATUS_VALUE:
                 highest("flask_vault_health_status", (app_name,), _STATUS_VALUE[stats["health_status"]])
             highest("flask_vault_outage_seconds", (app_name,), stats["outage_seconds"] or 0.0)
@@ -216,6 +236,16 @@ class VaultCollector:
             for values, value in sorted(gauges[name].items()):
                 gauge.add_metric(list(values), value)
             yield gauge
+
+
+def _leases(state: VaultState) -> dict[str, tuple[float | None, float]]:
+    """Config key -> (seconds left on its database lease, generation)."""
+    databases = getattr(state, "databases", None)
+    found: dict[str, tuple[float | None, float]] = {}
+    for lease in databases.leases if databases is not None else []:
+        expires_in = lease.expires_in()
+        found[lease.key] = (None if expires_in is None else max(0.0, expires_in), float(lease.generation))
+    return found
 
 
 def _secret_ages(state: VaultState) -> dict[str, float]:

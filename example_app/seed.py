@@ -1,10 +1,16 @@
 """Seed a Vault or OpenBao server with the store-erp secrets, an app policy and an AppRole.
 
     VAULT_ADDR=http://127.0.0.1:8200 VAULT_TOKEN=... python -m example_app.seed \
-        --environment development [--database postgresql]
+        --environment development [--database postgresql|dynamic]
 
 Works against either server (only the HTTP API is used). Existing secrets are kept
 unless ``--force`` is given, so re-running it never rotates a live key by accident.
+
+``--database dynamic`` also sets up Vault's database secrets engine on the local
+PostgreSQL (PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE): a management role for Vault,
+a group that owns the app's tables, and a role ``store-erp-app`` whose users are created
+and dropped by Vault (see :func:`seed_database_engine`). The app then runs with
+``VAULT_DATABASE_ROLE=store-erp-app``.
 """
 
 from __future__ import annotations
@@ -30,7 +36,104 @@ def app_policy(prefix: str, environment: str, mount: str = MOUNT) -> str:
     return render_policy("app", mount=mount, prefix=prefix, environment=environment)
 
 
+#: The database secrets engine role of the demo, and the PostgreSQL roles the set-up creates.
+DYNAMIC_ROLE = "store-erp-app"
+OWNER_GROUP = "store_erp_owner"
+VAULT_ADMIN = "store_erp_vault"
+
+
+def creation_statements(group: str) -> list[str]:
+    """SQL Vault runs to create a user: a login until the lease's end, member of ``group``.
+
+    Tables the user creates stay usable by the next users (members of ``group`` too):
+    default privileges grant them to ``group`` from the start.
+    """
+    return [
+        f"CREATE ROLE \"{{{{name}}}}\" WITH LOGIN PASSWORD '{{{{password}}}}' VALID UNTIL '{{{{expiration}}}}'"
+        f" IN ROLE {group};",
+        f'ALTER DEFAULT PRIVILEGES FOR ROLE "{{{{name}}}}" IN SCHEMA public GRANT ALL ON TABLES TO {group};',
+        f'ALTER DEFAULT PRIVILEGES FOR ROLE "{{{{name}}}}" IN SCHEMA public GRANT ALL ON SEQUENCES TO {group};',
+    ]
+
+
+def revocation_statements(group: str) -> list[str]:
+    """SQL Vault runs to drop a user: what it owns goes to ``group`` first, or DROP ROLE would fail."""
+    return [
+        f'REASSIGN OWNED BY "{{{{name}}}}" TO {group};',
+        'DROP OWNED BY "{{name}}";',
+        'DROP ROLE IF EXISTS "{{name}}";',
+    ]
+
+
+def seed_database_engine(
+    client: hvac.Client,
+    *,
+    admin_password: str,
+    role: str = DYNAMIC_ROLE,
+    group: str = OWNER_GROUP,
+    admin_user: str = VAULT_ADMIN,
+    mount: str = "database",
+    connection: str = "store-erp",
+    host: str = "127.0.0.1",
+    port: int = 5432,
+    database: str = "test",
+    default_ttl: str = "1h",
+    max_ttl: str = "24h",
+) -> dict[str, str]:
+    """Enable the database secrets engine at ``mount`` (if it is not), connect it to PostgreSQL
+    as ``admin_user`` and create ``role``. The PostgreSQL side (``admin_user`` with
+    ``admin_password``, ``group``) must exist: see :func:`prepare_postgres`."""
+    if f"{mount}/" not in client.sys.list_mounted_secrets_engines()["data"]:
+        client.sys.enable_secrets_engine("database", path=mount)
+    client.secrets.database.configure(
+        connection,
+        "postgresql-database-plugin",
+        mount_point=mount,
+        allowed_roles=[role],
+        connection_url=f"postgresql://{{{{username}}}}:{{{{password}}}}@{host}:{port}/{database}?sslmode=disable",
+        username=admin_user,
+        password=admin_password,
+    )
+    client.secrets.database.create_role(
+        role,
+        connection,
+        mount_point=mount,
+        creation_statements=creation_statements(group),
+        revocation_statements=revocation_statements(group),
+        default_ttl=default_ttl,
+        max_ttl=max_ttl,
+    )
+    return {"mount": mount, "role": role, "connection": connection}
+
+
+def prepare_postgres(
+    admin: Any, *, admin_password: str, group: str = OWNER_GROUP, admin_user: str = VAULT_ADMIN
+) -> None:
+    """On an autocommit superuser connection: Vault's management role and the owner group.
+
+    ``admin_user`` is a superuser with a password (Vault logs in with it to create and drop
+    users); ``group`` owns the app's objects and may create tables in ``public``.
+    """
+    from psycopg import sql
+
+    exists = admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (admin_user,)).fetchone()
+    statement = (
+        "ALTER ROLE {} WITH LOGIN SUPERUSER PASSWORD {}" if exists else "CREATE ROLE {} LOGIN SUPERUSER PASSWORD {}"
+    )
+    admin.execute(sql.SQL(statement).format(sql.Identifier(admin_user), sql.Literal(admin_password)))
+    if not admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (group,)).fetchone():
+        admin.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(group)))
+    admin.execute(sql.SQL("GRANT USAGE, CREATE ON SCHEMA public TO {}").format(sql.Identifier(group)))
+
+
 def database_secret(kind: str, sqlite_path: str | None = None) -> dict[str, Any]:
+    if kind == "dynamic":  # the login comes from the database secrets engine: only the address here
+        return {
+            "driver": "postgresql+psycopg",
+            "host": os.environ.get("PGHOST", "127.0.0.1"),
+            "port": int(os.environ.get("PGPORT", "5432")),
+            "database": os.environ.get("PGDATABASE", "test"),
+        }
     if kind == "postgresql":
         return {
             "driver": "postgresql+psycopg",

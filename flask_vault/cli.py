@@ -672,12 +672,13 @@ def restore_command(file: str, allow_plaintext: bool, yes: bool) -> None:
     help="The KV version of VAULT_MOUNT_POINT (`bao secrets list -detailed` shows it as version:1 or 2).",
 )
 def policy_command(kind: str, kv_version: str) -> None:
-    """Print the least-privilege app or rotator policy for this app's paths (HCL).
+    """Print the least-privilege app, rotator or database policy for this app's paths (HCL).
 
     Sends no request: it needs no token and no server, only the app's settings
     (VAULT_MOUNT_POINT, VAULT_PATH_PREFIX, VAULT_ENVIRONMENT, VAULT_TRANSIT_MOUNT and
-    VAULT_BACKUP_TRANSIT_KEY). Vault cannot be asked the mount's KV version without a
-    token, so give --kv-version 1 for a KV v1 mount.
+    VAULT_BACKUP_TRANSIT_KEY; for database, VAULT_DATABASE_MOUNT and VAULT_DATABASE_ROLE,
+    what the app's token needs besides app). Vault cannot be asked the mount's KV version
+    without a token, so give --kv-version 1 for a KV v1 mount.
     """
     click.echo(_policy_text(_state(), kind, int(kv_version)), nl=False)
 
@@ -692,6 +693,8 @@ def _policy_text(state: VaultState, kind: str, kv_version: int) -> str:
         transit_mount=settings.transit_mount,
         transit_key=settings.backup_transit_key,
         kv_version=kv_version,
+        database_mount=settings.database_mount,
+        database_role=settings.database_role,
     )
 
 
@@ -828,9 +831,10 @@ def _print_next_steps(state: VaultState, kv_version: int) -> None:
     name = "-".join(p for p in (settings.path_prefix, settings.environment) if p)
     click.echo()
     click.echo(f"Least-privilege policies for these secrets (KV v{kv_version}); apply them once with an admin token:")
-    for kind in ("app", "rotator"):
+    kinds = ("app", "rotator", "database") if settings.database_role else ("app", "rotator")
+    for kind in kinds:
         click.echo(f"  {flask} vault policy {kind}{version} | bao policy write {name}-{kind} -")
-    for kind in ("app", "rotator"):
+    for kind in kinds:
         click.echo()
         click.echo(_policy_text(state, kind, kv_version), nl=False)
     click.echo()

@@ -1,7 +1,7 @@
 """Least-privilege Vault policies for the app and for the operator who rotates its secrets.
 
-The templates here are the ones shipped as ``policies/app.hcl`` and
-``policies/rotator.hcl`` (a test keeps them identical). Placeholders:
+The templates here are the ones shipped as ``policies/app.hcl``, ``policies/rotator.hcl``
+and ``policies/database.hcl`` (a test keeps them identical). Placeholders:
 
 ``${mount}``
     the KV v2 mount (``VAULT_MOUNT_POINT``, e.g. ``secret``);
@@ -9,9 +9,12 @@ The templates here are the ones shipped as ``policies/app.hcl`` and
     ``VAULT_PATH_PREFIX`` and ``VAULT_ENVIRONMENT`` (with no prefix, ``${prefix}/`` goes away);
 ``${transit_mount}`` and ``${transit_key}``
     ``VAULT_TRANSIT_MOUNT`` and ``VAULT_BACKUP_TRANSIT_KEY`` (the transit block is dropped
-    when no key is set).
+    when no key is set);
+``${database_mount}`` and ``${database_role}``
+    ``VAULT_DATABASE_MOUNT`` and ``VAULT_DATABASE_ROLE`` (the ``database`` policy, for
+    dynamic database credentials, which the app's token needs besides ``app``).
 
-Render them with ``flask vault policy app|rotator`` or :func:`render_policy`.
+Render them with ``flask vault policy app|rotator|database`` or :func:`render_policy`.
 
 KV v2 keeps values under ``<mount>/data/`` and names and versions under
 ``<mount>/metadata/``: a ``list`` capability on a ``data/`` path does nothing. KV v1 has
@@ -69,7 +72,30 @@ path "${transit_mount}/decrypt/${transit_key}" {
 # END transit
 """
 
-TEMPLATES = {"app": APP_POLICY, "rotator": ROTATOR_POLICY}
+DATABASE_POLICY = """\
+# flask-vault: the app's policy for dynamic database credentials (VAULT_DATABASE_ROLE).
+# Placeholders: ${database_mount} ${database_role} (render: flask vault policy database).
+# Credentials of one role (dynamic, or static); renew and revoke the leases they come with.
+# sys/leases/* take a lease id, which only the process that got the credentials holds.
+
+path "${database_mount}/creds/${database_role}" {
+  capabilities = ["read"]
+}
+
+path "${database_mount}/static-creds/${database_role}" {
+  capabilities = ["read"]
+}
+
+path "sys/leases/renew" {
+  capabilities = ["update"]
+}
+
+path "sys/leases/revoke" {
+  capabilities = ["update"]
+}
+"""
+
+TEMPLATES = {"app": APP_POLICY, "rotator": ROTATOR_POLICY, "database": DATABASE_POLICY}
 KV_VERSIONS = (1, 2)
 
 _TRANSIT_BLOCK = re.compile(r"\n# BEGIN transit.*?# END transit\n", re.DOTALL)
@@ -87,15 +113,20 @@ def render_policy(
     transit_mount: str = "transit",
     transit_key: str | None = None,
     kv_version: int = 2,
+    database_mount: str = "database",
+    database_role: str | None = None,
 ) -> str:
-    """The ``app`` or ``rotator`` policy for one app and environment, as HCL.
+    """The ``app``, ``rotator`` or ``database`` policy for one app and environment, as HCL.
 
     ``kv_version`` is the KV version of ``mount`` (1 or 2): the paths a policy names differ.
+    The ``database`` policy is for ``database_role`` on ``database_mount`` (KV plays no part).
     """
     try:
         template = TEMPLATES[kind]
     except KeyError:
         raise VaultConfigError(f"Unknown policy {kind!r}; expected one of {', '.join(TEMPLATES)}.") from None
+    if kind == "database":
+        return _database_policy(template, database_mount, database_role)
     check_path_part("VAULT_MOUNT_POINT", mount)
     check_path_part("VAULT_ENVIRONMENT", environment)
     check_path_part("VAULT_TRANSIT_MOUNT", transit_mount)
@@ -123,6 +154,17 @@ def render_policy(
     )
     where = f"{mount}/{prefix + '/' if prefix else ''}{environment}"
     return f"# flask-vault {kind} policy for {where}{' (KV v1)' if kv_version == 1 else ''}\n{rendered}"
+
+
+def _database_policy(template: str, mount: str, role: str | None) -> str:
+    if role is None:
+        raise VaultConfigError(
+            "The database policy is for VAULT_DATABASE_ROLE, which is not set.", key="VAULT_DATABASE_ROLE"
+        )
+    check_path_part("VAULT_DATABASE_MOUNT", mount)
+    check_path_part("VAULT_DATABASE_ROLE", role)
+    rendered = Template(_body(template)).substitute(database_mount=mount, database_role=role)
+    return f"# flask-vault database policy for {mount}/creds/{role}\n{rendered}"
 
 
 def _body(template: str) -> str:

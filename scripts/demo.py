@@ -4,6 +4,12 @@ Starts `bao server -dev` on 127.0.0.1 (port 8200 when free) with a file audit de
 writing to instance/openbao-audit.log, seeds the store-erp development secrets (the
 database secret points at a SQLite file under instance/, or at the local PostgreSQL with
 --database postgresql), then runs the example app with `flask run`. Ctrl-C stops both.
+
+--database dynamic (``DATABASE=dynamic make demo``) also sets up Vault's database secrets
+engine on the local PostgreSQL (as PGUSER, default postgres: a database
+store_erp_dynamic, a management role for Vault, a role whose users Vault makes for 30 s at
+a time, up to 2 minutes each) and runs the app with VAULT_DATABASE_ROLE: `flask vault
+status` and /health/vault show the lease, its user, generation and last switch.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from example_app.seed import database_secret, seed  # noqa: E402
+from example_app.seed import DYNAMIC_ROLE, database_secret, seed, set_up_dynamic_database  # noqa: E402
 from flask_vault.devserver import OpenBaoServer, free_port_pair  # noqa: E402
 
 
@@ -57,7 +63,9 @@ def _interrupt(signum: int, frame: object) -> None:
 def main() -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--database", choices=["sqlite", "postgresql"], default=os.environ.get("DATABASE", "sqlite"))
+    parser.add_argument(
+        "--database", choices=["sqlite", "postgresql", "dynamic"], default=os.environ.get("DATABASE", "sqlite")
+    )
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "5000")), help="the app's port")
     args = parser.parse_args()
 
@@ -70,12 +78,17 @@ def main() -> int:
     audit_log.unlink(missing_ok=True)  # one demo run, one log
 
     server = OpenBaoServer(port=vault_port, config=audit_config(audit_log)).start()
+    dynamic = args.database == "dynamic"
+    engine: dict[str, str] | None = None
     try:
         seeded = seed(
             server.root_client(),
             environment="development",
             database=database_secret(args.database, str(instance / "store.db")),
+            database_role=DYNAMIC_ROLE if dynamic else None,
         )
+        if dynamic:
+            engine = set_up_dynamic_database(server.root_client(), default_ttl="30s", max_ttl="2m")
         secret_id = server.root_client().auth.approle.generate_secret_id(seeded["role"])["data"]["secret_id"]
         env = {k: v for k, v in os.environ.items() if not k.startswith("VAULT_")}
         env.update(
@@ -85,9 +98,20 @@ def main() -> int:
             VAULT_SECRET_ID=secret_id,
             FLASK_APP="example_app",
         )
+        if engine is not None:
+            env.update(VAULT_DATABASE_ROLE=engine["role"], VAULT_DATABASE_GRACE="5")
         app_url = f"http://127.0.0.1:{app_port}"
         print(f"OpenBao dev server: {server.url} (in memory; root token 'root', for this demo only)")
         print(f"Seeded {seeded['path']}/{{flask,database}}; the app logs in with AppRole '{seeded['role']}'.")
+        if engine is not None:
+            print(
+                f"Database secrets engine at {engine['mount']}/, role '{engine['role']}' on PostgreSQL database"
+                f" {engine['database']}: users for 30 s at a time (renewed), switched before 2 minutes."
+            )
+            print(
+                f"  VAULT_ADDR={server.url} VAULT_TOKEN=root VAULT_ENVIRONMENT=development"
+                f" VAULT_DATABASE_ROLE={engine['role']} .venv/bin/flask --app example_app vault status"
+            )
         print(f"OpenBao audit log: {audit_log}")
         print(f"  jq -c 'select(.type==\"response\") | [.time, .request.operation, .request.path]' {audit_log}")
         print("  (docs/operations.md: finding the app's reads and a rotation in it)")
@@ -95,7 +119,7 @@ def main() -> int:
         print(f"  curl -s {app_url}/health/vault")
         print(
             f"  curl -s -X POST {app_url}/login -H 'Content-Type: application/json'"
-            " -d '{\"username\": \"demo\", \"password\": \"demo\"}'"
+            ' -d \'{"username": "demo", "password": "demo"}\''
         )
         print("A rotation to find in the audit log afterwards (in another terminal):")
         print(
@@ -119,6 +143,10 @@ def main() -> int:
                 app.kill()
             return 0
     finally:
+        if engine is not None:
+            # The in-memory server forgets its leases when it stops: revoke them first, so that
+            # no database user outlives the demo (the app revokes its own at a normal exit).
+            server.root_client().sys.revoke_prefix(f"{engine['mount']}/creds/{engine['role']}")
         server.stop()
 
 

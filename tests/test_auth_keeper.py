@@ -135,6 +135,28 @@ def test_logs_in_again_when_a_renewal_no_longer_extends_the_token() -> None:
         assert keeper.stats.as_dict()["logins"] == 2
 
 
+def test_new_token_listeners_hear_of_each_new_token_but_not_of_a_renewal() -> None:
+    clock = FakeClock()
+    with rm.Mocker() as mocked:
+        mocked.post(LOGIN_URL, [{"json": auth_answer(TOKENS[0])}, {"json": auth_answer(TOKENS[1])}])
+        mocked.post(RENEW_URL, [{"json": auth_answer(TOKENS[0], ttl=30)}, {"json": auth_answer(TOKENS[0], ttl=7)}])
+        transport, keeper = mocked_keeper(clock)
+        heard: list[str | None] = []
+
+        def broken() -> None:
+            raise RuntimeError("a listener that fails")
+
+        keeper.on_new_token(broken)  # must not break a login
+        keeper.on_new_token(lambda: heard.append(transport.token))
+        keeper.start()  # a login
+        clock.advance(20)
+        keeper.step()  # a renewal: the same token
+        clock.advance(20)
+        keeper.step()  # capped: a login
+        keeper.use_token(TOKENS[2])  # given as is
+    assert heard == [TOKENS[0], TOKENS[1], TOKENS[2]]
+
+
 @pytest.mark.parametrize(
     ("status", "errors"),
     [(403, ["permission denied"]), (400, ["lease is not renewable"]), (500, ["past the max TTL, cannot renew"])],

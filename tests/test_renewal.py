@@ -231,3 +231,43 @@ def test_a_forked_child_drops_the_parents_lease_and_gets_its_own_from_its_own_th
         assert lease.lease_id == parent_lease and len(lease.issued) == 1 and not lease.forked
     finally:
         lease.renewal.close(revoke=False)
+
+
+def test_something_due_at_a_known_time_is_replaced_then_whatever_its_ttl() -> None:
+    clock = FakeClock()
+    lease = FakeLease(clock)
+    lease.renewal.flight(lambda: lease.renewal.install(Term(ttl=None, replaceable=True, due=7.0)))
+    assert lease.renewal.step() == pytest.approx(7)
+    assert lease.renewal.expires_in() is None  # no expiry: it is valid until it changes
+    clock.advance(7)
+    lease.renewal.step()
+    assert lease.reasons == ["it is near the end of its TTL"] and lease.renewals == 0
+
+
+def test_replace_soon_replaces_from_the_background_with_its_reason() -> None:
+    clock = FakeClock()
+    lease = acquired(clock)
+    lease.renewal.replace_soon("the token it was obtained with was replaced")
+    assert lease.renewal.step() == pytest.approx(20)  # done at once; the new one is scheduled
+    assert len(lease.issued) == 2 and lease.reasons[-1] == "the token it was obtained with was replaced"
+    given = FakeLease(clock)
+    given.renewal.install(Term(ttl=60, renewable=True))  # not replaceable: nothing to do
+    given.renewal.replace_soon("ignored")
+    assert given.renewal.current is not None and given.renewal.current.action == "renew"
+
+
+def test_at_exit_the_newest_spine_is_closed_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    import weakref
+
+    from flask_vault.auth import renewal as spine
+
+    clock = FakeClock()
+    token, lease = acquired(clock), acquired(clock)  # a lease is made after the token it needs
+    closed: list[str] = []
+    token.revoke = lambda timeout: closed.append("token")  # type: ignore[method-assign]
+    lease.revoke = lambda timeout: closed.append("lease")  # type: ignore[method-assign]
+    only_these: weakref.WeakSet[Any] = weakref.WeakSet([lease.renewal, token.renewal])
+    monkeypatch.setattr(spine, "_LIVE", only_these)  # the exit handler, on these two spines only
+    assert spine.live() == [token.renewal, lease.renewal]  # oldest first: the order forks take
+    spine._close_all_at_exit()
+    assert closed == ["lease", "token"]  # the lease is revoked while the token still works

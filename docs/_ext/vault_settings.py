@@ -55,6 +55,7 @@ GROUPS = (
     "Health",
     "Login",
     "Rotation and backups",
+    "Dynamic database credentials",
 )
 
 NOTES: dict[str, Note] = {
@@ -166,6 +167,30 @@ NOTES: dict[str, Note] = {
         "Flask-SQLAlchemy bind key to the database secret its connections take their credentials from;"
         " the default bind follows ``SQLALCHEMY_DATABASE_URI``.",
         default="none",
+    ),
+    # Dynamic database credentials
+    "VAULT_DATABASE_ROLE": Note(
+        "Dynamic database credentials",
+        "A role of Vault's database secrets engine: ``SQLALCHEMY_DATABASE_URI`` logs in as its users"
+        " (``<mount>/creds/<role>``, renewed and switched under the live pool) or, for a static role, with"
+        " the password Vault rotates (see the Dynamic database credentials page).",
+        default="none (the KV secret's login)",
+    ),
+    "VAULT_DATABASE_MOUNT": Note("Dynamic database credentials", "Where the database secrets engine is mounted."),
+    "VAULT_DATABASE_BIND_ROLES": Note(
+        "Dynamic database credentials",
+        "Flask-SQLAlchemy bind key to a database secrets engine role of its own.",
+        default="none",
+    ),
+    "VAULT_DATABASE_GRACE": Note(
+        "Dynamic database credentials",
+        "After a switch, how long the previous credentials live on (connections checked out finish their"
+        " work) before their lease is revoked; never past the lease's own end.",
+    ),
+    "VAULT_DATABASE_WARN_TTL": Note(
+        "Dynamic database credentials",
+        "Health warns when the lease has less than this left (it could not be renewed for a while).",
+        default="a quarter of the lease's TTL",
     ),
 }
 

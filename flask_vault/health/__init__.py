@@ -3,7 +3,8 @@
 The answer is ``application/health+json`` in the shape of the IETF draft "Health Check
 Response Format for HTTP APIs": a ``status`` (``pass``, ``warn`` or ``fail``) and
 ``checks`` keyed ``vault:server``, ``vault:login``, ``vault:secrets``, ``vault:cache`` and
-(with database engines attached) ``vault:database``, each a list of objects with their own
+(with database engines attached) ``vault:database`` and (with a database secrets engine
+role) ``vault:lease``, each a list of objects with their own
 ``status`` (and, with details, ``componentType``, ``observedValue``, ``observedUnit``,
 ``time``, ``output`` and a few fields of their own).
 
@@ -12,7 +13,8 @@ still served (fresh from Vault, from the cache within ``VAULT_STALE_MAX_AGE``, o
 configured fallback), a sealed or unreachable Vault only makes it ``warn`` (HTTP 200),
 so an outage of Vault does not pull every instance out of the load balancer at once. It
 is ``fail`` (HTTP 503) when a needed secret has no usable value, a cached one has passed
-the stale limit, the login is refused, or the database refuses the credentials in Vault.
+the stale limit, the login is refused, the database refuses the credentials in Vault, or
+a database lease has expired.
 
 One module per concern, top to bottom:
 

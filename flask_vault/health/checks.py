@@ -3,22 +3,23 @@
 :data:`CHECKS` lists them in the order they appear in the report, from Vault towards the
 app: ``vault:server``, ``vault:login``, ``vault:secrets``, ``vault:cache`` and, for an app
 with database engines attached, ``vault:database`` and (with a database secrets engine
-role) ``vault:lease``. Their statuses are combined by the one
-rule in :mod:`flask_vault.health.report`.
+role) ``vault:lease``. Their statuses are combined by the one rule in
+:mod:`flask_vault.health.report`.
 
 Adding a check is one function here and one entry in :data:`CHECKS`::
 
-    def lease_check(context: HealthContext) -> Outcome:
+    def transit_check(context: HealthContext) -> Outcome:
         ok = ...  # read what the check is about from context.state
         item = {"status": PASS if ok else FAIL, "componentType": "component", "time": context.time}
-        return Outcome([item], summary=None if ok else "The database lease has expired.")
+        return Outcome([item], summary=None if ok else "The backup key is gone.")
 
-    CHECKS = [..., HealthCheck("vault:lease", lease_check)]
+    CHECKS = [..., HealthCheck("vault:transit", transit_check)]
 
 A check reads the probe made for this report (``context.server``, ``context.login``) and
 the app's own state; it sends no request of its own (the probe is cached for
-``VAULT_HEALTH_CACHE_SECONDS``; the one exception, ``vault:database``, makes at most one
-read and one database login per window, and only when an app has database engines attached),
+``VAULT_HEALTH_CACHE_SECONDS``; ``vault:lease`` reads what the renewal spine knows; the
+one exception, ``vault:database``, makes at most one read and one database login per
+window, and only when an app has database engines attached),
 returns items with a ``status`` and the draft's fields
 where they fit (``componentId``, ``componentType``, ``observedValue``, ``observedUnit``,
 ``time``, ``output``), fields set to None are left out, and it gives a ``summary`` only

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from . import (
     cached_read,
+    dynamic_switch,
     health_throughput,
     init_requests,
     memory,
@@ -42,6 +43,7 @@ FIGURES: dict[int, tuple[str, Callable[[BenchEnv, Profile], Figure]]] = {
     5: ("/health/vault throughput", health_throughput.run),
     6: ("memory for cached secrets", lambda env, profile: memory.run(profile)),
     7: ("process start to app ready", process_start.run),
+    8: ("throughput around a dynamic credential switch", dynamic_switch.run),
 }
 
 

@@ -56,7 +56,8 @@ def build_app(config: Mapping[str, Any] | None = None, *, db_first: bool = False
         vault.init_app(app)
     else:
         vault.init_app(app)
-        db.init_app(app)
+        if not vault.loaded_for_cli(app):  # `flask vault policy` fills nothing: no URL for Flask-SQLAlchemy
+            db.init_app(app)
 
     @app.get("/db")
     def database_user() -> Any:

@@ -430,3 +430,29 @@ def test_the_lease_is_revoked_when_the_process_exits(
     user = run.stdout.strip()
     assert user.startswith("v-")
     assert user not in vault_users(pg_admin)  # revoked at exit, before the process ended
+
+
+def test_flask_vault_status_in_a_fresh_process_shows_the_lease_and_revokes_it_at_exit(
+    base_config: dict[str, Any], env: str, role: str, pg_admin: Any, tmp_path: Path
+) -> None:
+    child_env = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_"))}
+    child_env.update(
+        HOME=str(tmp_path),
+        VAULT_ADDR=base_config["VAULT_URL"],
+        VAULT_TOKEN=base_config["VAULT_TOKEN"],
+        VAULT_ENVIRONMENT=env,
+        VAULT_DATABASE_ROLE=role,
+    )
+    command = [sys.executable, "-m", "flask", "--app", "tests/dynamic_app.py:create_app", "vault", "status"]
+    before = vault_users(pg_admin)
+    run = subprocess.run(command, cwd=REPO, env=child_env, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stdout + run.stderr
+    [line] = [line for line in run.stdout.splitlines() if line.startswith("lease")]
+    assert f"role={role}" in line and "user=v-" in line and "generation=1" in line and "ttl_left=" in line
+    assert f"login from database/creds/{role}" in run.stdout
+    user = line.split("user=")[1].split()[0]
+    assert user not in before and user not in vault_users(pg_admin)  # its own user, revoked at exit
+    policy = subprocess.run(
+        [*command[:-1], "policy", "database"], cwd=REPO, env=child_env, capture_output=True, text=True, timeout=60
+    )
+    assert policy.returncode == 0 and f'path "database/creds/{role}"' in policy.stdout

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from flask_vault import VaultConfigError
-from flask_vault.ops.policies import APP_POLICY, ROTATOR_POLICY, render_policy
+from flask_vault.ops.policies import APP_POLICY, DATABASE_POLICY, ROTATOR_POLICY, render_policy
 from flask_vault.rotation_rules import ALPHABETS, DEFAULT_LENGTH, FieldRule, RotationRules
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -119,6 +119,21 @@ def test_explicit_field_without_settings_gets_defaults_but_never_a_protected_one
 def test_shipped_policy_files_are_the_templates() -> None:
     assert (ROOT / "flask_vault" / "policies" / "app.hcl").read_text() == APP_POLICY
     assert (ROOT / "flask_vault" / "policies" / "rotator.hcl").read_text() == ROTATOR_POLICY
+    assert (ROOT / "flask_vault" / "policies" / "database.hcl").read_text() == DATABASE_POLICY
+
+
+def test_the_database_policy_names_one_role_and_the_lease_paths_only() -> None:
+    hcl = render_policy("database", prefix="store-erp", environment="production", database_role="store-erp-app")
+    assert 'path "database/creds/store-erp-app"' in hcl and 'path "database/static-creds/store-erp-app"' in hcl
+    assert 'path "sys/leases/renew"' in hcl and 'path "sys/leases/revoke"' in hcl
+    assert "secret/" not in hcl and "${" not in hcl and "sudo" not in hcl and "*" not in hcl
+    assert 'path "db/prod/creds/r"' in render_policy(
+        "database", prefix=None, environment="e", database_mount="db/prod", database_role="r"
+    )
+    with pytest.raises(VaultConfigError, match="VAULT_DATABASE_ROLE, which is not set"):
+        render_policy("database", prefix=None, environment="e")
+    with pytest.raises(VaultConfigError, match="VAULT_DATABASE_ROLE must be"):
+        render_policy("database", prefix=None, environment="e", database_role='x" { capabilities = ["sudo"] } #')
 
 
 def test_rendered_policies_name_kv2_data_and_metadata_paths() -> None:

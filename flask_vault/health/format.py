@@ -68,6 +68,8 @@ def _describe_secret(item: Item) -> list[str] | str:
     parts = [f"{item['componentId']}:", str(item.get("origin")), where]
     if item.get("version") is not None:
         parts.append(f"v{item['version']}")
+    if item.get("lease"):
+        parts.append(f"login from {item['lease']}")
     if "observedValue" in item:
         parts.append(f"age {_duration(item['observedValue'])}")
     return parts

@@ -15,7 +15,8 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## Local OpenBao dev server + the example app (DATABASE=postgresql for the local PostgreSQL).
+## Local OpenBao dev server + the example app (DATABASE=postgresql for the local PostgreSQL,
+## DATABASE=dynamic for short-lived users from Vault's database secrets engine on it).
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
 

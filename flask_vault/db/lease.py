@@ -140,6 +140,7 @@ class LeaseCredentials:
         self._current: Generation | None = None
         self._numbers = 0
         self._accepted_up_to = 0  # the newest generation the database accepted a login with
+        self._refused_logged = 0  # the newest generation whose refusal was logged
         self._retiring: list[Generation] = []
         self._sweepers: list[Callable[[], object]] = []
         self._switch_listeners: list[Callable[[Credentials], None]] = []
@@ -209,7 +210,7 @@ class LeaseCredentials:
             "expires_in": expires_in,
             "warn_below": self.warn_below(),
             "next_rotation_in": next_rotation,
-            #: Seconds until the spine renews or replaces it (or tries again after a failure).
+            # Seconds until the spine renews or replaces it (or tries again after a failure).
             "next_renewal_in": next_action,
             "last_switch": _iso(self.last_switch),
             "retiring": len(self._retiring),
@@ -249,6 +250,9 @@ class LeaseCredentials:
             return current.credentials
         number = self.generation
         if not self.static and (credentials.version or 0) > self._accepted_up_to:
+            if self._refused_logged == credentials.version:
+                return None
+            self._refused_logged = credentials.version or 0
             log.error(
                 "The database refuses the new credentials from %s (user %s, generation %s) for %s. Check the"
                 " role's creation statements and the database's pg_hba.conf; new credentials come at the next"
@@ -392,16 +396,17 @@ class LeaseCredentials:
                 "The database lease %s reached its max TTL (%ss left); getting new credentials.", where, _secs(left)
             )
         elif event in ("retry", "fork"):
+            until = "stay valid until Vault rotates the password" if self.static else f"expire in {_secs(expires_in)}s"
             log.warning(
                 "Could not get new database credentials from %s for %s: %s Trying again in %.1fs; the current"
-                " ones (user %s) expire in %ss. Check that Vault is up, that %s names a role of the database"
-                " secrets engine, and that the app's policy may read %s.",
+                " ones (user %s) %s. Check that Vault is up, that %s names a role of the database secrets"
+                " engine, and that the app's policy may read %s.",
                 self.path,
                 self.key,
                 message,
                 delay or 0.0,
                 self.username,
-                _secs(expires_in),
+                until,
                 self.setting,
                 self.path,
             )

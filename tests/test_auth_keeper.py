@@ -31,11 +31,12 @@ from auth_support import (
     root,
     token_accessors_of_role,
     uncached_secret_app,
+    wait_for,
 )
 from core_support import FakeClock
 
 from flask_vault import VaultClient, VaultPermissionError, VaultSettings
-from flask_vault.auth.keeper import TokenKeeper
+from flask_vault.auth.keeper import LOOKUP_SPREAD, TokenKeeper
 from flask_vault.auth.methods import authenticator_from_settings
 from flask_vault.devserver import OpenBaoServer
 from flask_vault.vault.transport import Transport
@@ -240,7 +241,11 @@ def test_static_token_that_cannot_be_renewed_is_warned_about_once_before_it_expi
         mocked.get(LOOKUP_URL, json={"data": {"ttl": 60, "creation_ttl": 60, "renewable": False, "policies": ["app"]}})
         client, keeper = mocked_keeper(clock, VAULT_TOKEN=token, VAULT_ROLE_ID=None, VAULT_SECRET_ID=None)
         keeper.start()
+        assert mocked.call_count == 0  # a token given as is costs nothing at start-up
+        assert keeper.step() <= LOOKUP_SPREAD  # its lookup is due in the background, spread over a second
+        clock.advance(LOOKUP_SPREAD)
         assert keeper.step() == pytest.approx(40)
+        assert mocked.call_count == 1
         with caplog.at_level(logging.WARNING, logger="flask_vault.auth.keeper"):
             clock.advance(40)
             assert keeper.step() is None
@@ -261,6 +266,8 @@ def test_static_renewable_token_is_renewed_but_not_revoked_at_exit() -> None:
         revoke = mocked.post(REVOKE_URL, status_code=204)
         _, keeper = mocked_keeper(clock, VAULT_TOKEN="s.given", VAULT_ROLE_ID=None, VAULT_SECRET_ID=None)
         keeper.start()
+        clock.advance(LOOKUP_SPREAD)
+        keeper.step()  # the background lookup learns the TTL
         clock.advance(40)
         keeper.step()
         assert renew.call_count == 1
@@ -391,11 +398,14 @@ def test_keeper_thread_is_a_daemon_and_stops_cleanly(auth_server: OpenBaoServer,
     assert not thread.is_alive()
 
 
-def test_static_root_token_starts_no_thread(auth_server: OpenBaoServer) -> None:
+def test_static_root_token_is_looked_up_after_start_and_then_needs_no_thread(auth_server: OpenBaoServer) -> None:
     client = VaultClient(vault_url=auth_server.url, vault_token=auth_server.root_token)
     client.keeper.start()
-    assert client.keeper.renewal.thread is None  # a token that never expires needs no keeping
-    assert client.keeper.status()["token_ttl"] == 0
+    assert client.keeper.status()["token_ttl"] is None  # nothing was asked at start-up
+    wait_for(lambda: client.keeper.status()["token_ttl"] == 0, 10, "the background lookup did not learn the TTL")
+    # A token that never expires needs no keeping: the thread that looked it up ends.
+    wait_for(lambda: client.keeper.renewal.thread is None, 10, "the keeper thread did not end")
+    assert client.metrics.count("lookup", "ok") == 1
 
 
 # -- real processes: revoke at exit, fork ------------------------------------------------------

@@ -8,7 +8,9 @@ recoveries. It plugs into the transport (:class:`~flask_vault.vault.transport.To
 and, through the renewal spine (:mod:`flask_vault.auth.renewal`), it
 
 * logs in before the first request that needs a token (``init_app`` calls
-  :meth:`TokenKeeper.start` so that happens before any secret is read);
+  :meth:`TokenKeeper.start` so that happens before any secret is read); a token given
+  as is costs no request at start-up: its TTL is looked up in the background once the
+  app is up, and a token Vault refuses fails the first read with an error that says so;
 * renews the token at about two thirds of its TTL, minus a little jitter;
 * logs in again when a renewal is refused, when a renewal no longer extends the token
   (it reached its max TTL), and when a request gets a 403 because the token expired or
@@ -35,6 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from flask_vault import jitter
 from flask_vault.auth.methods import Authenticator, LoginResult, TokenAuth
 from flask_vault.auth.renewal import DEFAULT_JITTER, Event, Renewal, Term
 from flask_vault.errors import VaultAuthError, VaultError, VaultPermissionError, VaultUnavailableError
@@ -56,6 +59,11 @@ VALID_FOR = 1.0
 LOGIN_FAILURE_HOLD = 1.0
 #: The path of the lookup that tells an expired token from a denial, or learns an accessor.
 LOOKUP_SELF = "auth/token/lookup-self"
+#: A token given as is is looked up (to learn its TTL) in the background, at a random
+#: moment within this many seconds of start-up, so a fleet started together does not ask at once.
+LOOKUP_SPREAD = 1.0
+#: When Vault could not answer that lookup, it is tried again after about this long (seconds).
+LOOKUP_RETRY = 5.0
 
 #: What the keeper logs when the renewal spine reports an event (level, message).
 _REPORTS: dict[Event, tuple[int, str]] = {
@@ -143,6 +151,7 @@ class TokenKeeper:
         self._valid_confirmed: tuple[int, float] | None = None
         self._file_refused_at: float | None = None  # Vault refused the token file's token, unchanged since
         self._creation_ttl: float | None = None  # the TTL tokens are created with (from lookup-self)
+        self._refused_generation: int | None = None  # a given token that lookup-self showed refused
         self._looked_up_for: int | None = None  # the generation whose accessor was looked up
         self._lookup_lock = threading.Lock()
         self._token_listeners: list[Callable[[], None]] = []
@@ -244,16 +253,18 @@ class TokenKeeper:
     # -- lifecycle ---------------------------------------------------------------------
 
     def start(self) -> None:
-        """Log in now (or look the given token up) and start the background renewal.
+        """Log in now and start the background renewal.
 
-        Raises the login's :class:`VaultError` when logging in fails.
+        A token given as is sends nothing now: its TTL is looked up in the background
+        (within :data:`LOOKUP_SPREAD` seconds), so start-up costs only the reads. Raises
+        the login's :class:`VaultError` when logging in fails.
         """
         self.renewal.resume()
         current, facts = self.renewal.current, self._facts
         if current is None:
             self.before_call()
         elif current.ttl is None and facts is not None and not facts.created:
-            self._look_up_given_token()
+            self._look_up_soon(jitter.up_to(LOOKUP_SPREAD))
         self.renewal.ensure_thread()
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -300,7 +311,10 @@ class TokenKeeper:
         """
         if self.renewal.stopped or error.status != 403:
             return False
-        if not isinstance(error, (VaultPermissionError, VaultAuthError)) or not self.authenticator.refreshable:
+        if not isinstance(error, (VaultPermissionError, VaultAuthError)):
+            return False
+        if not self.authenticator.refreshable:
+            self._check_given_token(error, generation)
             return False
         if self.generation != generation:
             return True
@@ -550,41 +564,86 @@ class TokenKeeper:
             detail=facts,
         )
 
-    def _look_up_given_token(self) -> None:
-        """Learn the TTL of a token given as is (one request, no retries, never raising)."""
+    def _look_up_soon(self, delay: float) -> None:
+        generation = self.generation
+        self.renewal.call_soon(lambda: self._look_up_given_token(generation), delay)
+
+    def _look_up_given_token(self, generation: int) -> None:
+        """In the background: learn the TTL of a token given as is (one lookup-self)."""
+        current = self.renewal.current
+        if self.generation != generation or current is None or current.ttl is not None:
+            return  # replaced meanwhile, or already learned (an audit record's lookup)
         try:
-            response = self.transport.hvac.auth.token.lookup_self()
-            data = response["data"]
-        except Exception as exc:  # the first real request will report the problem properly
+            response = self.transport.request(
+                "lookup", LOOKUP_SELF, lambda: self.transport.hvac.auth.token.lookup_self(), token_hooks=False
+            )
+        except VaultUnavailableError as exc:
+            log.debug("Could not look the given Vault token up (%s); trying again later.", exc.message)
+            self._look_up_soon(jitter.less(LOOKUP_RETRY, 0.5))
+            return
+        except VaultError as exc:  # a refused token: the first request that needs it says so
             log.debug("Could not look the given Vault token up (%s).", type(exc).__name__)
             return
-        facts = self._facts
-        if facts is None or not isinstance(data, dict):
+        if self.generation == generation:
+            self._learn(response.get("data") if isinstance(response, dict) else None, of_token_in_use=True)
+
+    def _learn(self, data: Any, *, of_token_in_use: bool = False) -> None:
+        """A lookup-self answer of the token in use: its accessor hash and expiry.
+
+        For a token given as is whose TTL was not known yet, also whether it can be
+        renewed and its policies: its renewal is scheduled from here. An answer whose
+        ``id`` is not the token in use is ignored, unless ``of_token_in_use`` says so.
+        """
+        facts, current = self._facts, self.renewal.current
+        if facts is None or current is None or not isinstance(data, dict):
             return
-        ttl = float(data.get("ttl") or 0)
+        if not of_token_in_use and data.get("id") != self.transport.token:
+            return
+        if facts.token_id is None and isinstance(data.get("accessor"), str):
+            facts.token_id = accessor_hash(data["accessor"])
+        creation_ttl = data.get("creation_ttl")
+        if isinstance(creation_ttl, int) and not isinstance(creation_ttl, bool) and creation_ttl > 0:
+            self._creation_ttl = float(creation_ttl)
+        ttl = data.get("ttl")
+        if not isinstance(ttl, int) or isinstance(ttl, bool) or ttl < 0:
+            return
+        if current.ttl is not None or facts.created:
+            self.renewal.note_expiry(float(ttl))
+            return
         facts.policies = tuple(sorted(str(p) for p in data.get("policies") or []))
-        facts.token_id = accessor_hash(data.get("accessor") if isinstance(data.get("accessor"), str) else None)
         renewable = bool(data.get("renewable"))
         full_ttl = float(data.get("creation_ttl") or ttl)
-        self.renewal.update(self._term(ttl, renewable=renewable, facts=facts, full_ttl=full_ttl))
+        self.renewal.update(self._term(float(ttl), renewable=renewable, facts=facts, full_ttl=full_ttl))
         if ttl and not renewable:
             log.info(
                 "The given Vault token (token_id=%s) cannot be renewed and expires in %ss.", facts.token_id, _secs(ttl)
             )
 
-    def _learn(self, data: Any) -> None:
-        """A lookup-self answer of the token in use: remember its accessor hash and expiry."""
-        facts = self._facts
-        if facts is None or not isinstance(data, dict) or data.get("id") != self.transport.token:
+    def _check_given_token(self, error: VaultError, generation: int) -> None:
+        """After a 403 with a token given as is: say so plainly when Vault refuses the token itself.
+
+        One lookup-self, on this failure path only (a valid token's answer is trusted for
+        :data:`VALID_FOR`, a refused one's for as long as that token is in use). Raises a
+        :class:`VaultPermissionError` naming the token's source; returns when the token
+        is valid (a real denial, which ``error`` already describes).
+        """
+        auth = self.authenticator
+        if not isinstance(auth, TokenAuth) or not self.transport.token:
             return
-        if facts.token_id is None and isinstance(data.get("accessor"), str):
-            facts.token_id = accessor_hash(data["accessor"])
-        ttl = data.get("ttl")
-        if isinstance(ttl, int) and not isinstance(ttl, bool) and ttl >= 0:
-            self.renewal.note_expiry(float(ttl))
-        creation_ttl = data.get("creation_ttl")
-        if isinstance(creation_ttl, int) and not isinstance(creation_ttl, bool) and creation_ttl > 0:
-            self._creation_ttl = float(creation_ttl)
+        if self._refused_generation != generation:
+            if self._token_still_valid(generation):
+                return
+            self._refused_generation = generation
+        where = f"{error.path or 'the request'} on {error.url or self.transport.url}"
+        raise VaultPermissionError(
+            f"Vault refused the {auth.describe()} for {where}:"
+            " the token is invalid, has expired or been revoked (lookup-self was refused too; a token without the"
+            " default policy cannot look itself up). Give the app a valid token or a login method (docs/auth.md).",
+            url=error.url,
+            mount=error.mount,
+            path=error.path,
+            status=403,
+        )
 
     def _token_still_valid(self, generation: int) -> bool:
         confirmed = self._valid_confirmed

@@ -35,7 +35,6 @@ import atexit
 import itertools
 import logging
 import os
-import random
 import threading
 import time
 import weakref
@@ -45,6 +44,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, Protocol, TypeVar
 
+from flask_vault import jitter
 from flask_vault.errors import VaultError, VaultUnavailableError
 
 log = logging.getLogger(__name__)
@@ -186,6 +186,8 @@ class Renewal(Generic[D]):
         self._stopped = False
         self._acquire_soon = False  # a forked child gets its own from its own thread at once
         self._backoff = RETRY_MIN
+        #: A one-off job for the background thread (see call_soon): (when, body).
+        self._soon: tuple[float, Callable[[], object]] | None = None
         self._reset_process_state()
         self._order = next(_ORDER)
         _LIVE.add(self)
@@ -276,6 +278,17 @@ class Renewal(Generic[D]):
         self._wake.set()
         self.ensure_thread()
 
+    def call_soon(self, body: Callable[[], object], delay: float = 0.0) -> None:
+        """Run ``body`` in the background thread ``delay`` seconds from now, once.
+
+        For work that must not hold up the caller, such as learning the TTL of a token
+        given as is after the app is up. One job at a time: a new call replaces a pending
+        one. An exception of ``body`` is logged, not raised.
+        """
+        self._soon = (self.clock() + delay, body)
+        self._wake.set()
+        self.ensure_thread()
+
     # -- single flight -----------------------------------------------------------------
 
     def flight(self, body: Callable[[], object]) -> tuple[int, bool]:
@@ -319,6 +332,7 @@ class Renewal(Generic[D]):
         """Do what is due now; seconds until the next thing is due (None: nothing is)."""
         if self._stopped:
             return None
+        self._run_soon()
         current = self._current
         if current is None and self._acquire_soon:
             self._acquire_soon = False
@@ -328,10 +342,10 @@ class Renewal(Generic[D]):
                 self.subject.report("fork", error=exc)
             return self._delay_until_next()
         if current is None or current.next_at is None:
-            return None
+            return self._delay_until_next()
         now = self.clock()
         if now < current.next_at:
-            return current.next_at - now
+            return self._delay_until_next()
         generation = self._generation
         try:
             if current.action == "renew":
@@ -349,15 +363,26 @@ class Renewal(Generic[D]):
                     current.action, current.next_at = "replace", self.clock() + delay
         return self._delay_until_next()
 
+    def _run_soon(self) -> None:
+        soon = self._soon
+        if soon is None or self.clock() < soon[0]:
+            return
+        self._soon = None
+        try:
+            soon[1]()
+        except Exception:  # a background job reports its own problems; never stop the thread for it
+            log.debug("A background job of the %s failed.", self.name, exc_info=True)
+
     def _delay_until_next(self) -> float | None:
+        due = [t for t in (self._next_at(), self._soon[0] if self._soon is not None else None) if t is not None]
+        return max(0.0, min(due) - self.clock()) if due else None
+
+    def _next_at(self) -> float | None:
         current = self._current
-        if current is None or current.next_at is None:
-            return None
-        return max(0.0, current.next_at - self.clock())
+        return None if current is None else current.next_at
 
     def _needs_thread(self) -> bool:
-        current = self._current
-        return self._acquire_soon or (current is not None and current.next_at is not None)
+        return self._acquire_soon or self._soon is not None or self._next_at() is not None
 
     def ensure_thread(self) -> None:
         """Start the background thread when something is scheduled and none runs."""
@@ -455,7 +480,7 @@ class Renewal(Generic[D]):
         if left is not None and left <= 0 and current.replaceable:
             current.action, current.next_at = "replace", now + self._next_backoff()
         else:
-            current.next_at = now + min(5.0, max(RETRY_MIN, (left or 0) / 3))
+            current.next_at = now + jitter.less(min(5.0, max(RETRY_MIN, (left or 0) / 3)), 0.5)
         self.subject.report("unreachable", error=exc)
 
     # -- scheduling --------------------------------------------------------------------
@@ -478,7 +503,7 @@ class Renewal(Generic[D]):
             action = "warn"
         else:
             action = None
-        fraction = RENEW_FRACTION * (1 - random.uniform(0, self.jitter))
+        fraction = jitter.less(RENEW_FRACTION, self.jitter)
         held.action = action
         held.next_at = None if action is None else now + held.ttl * fraction
 
@@ -497,7 +522,7 @@ class Renewal(Generic[D]):
     def _next_backoff(self) -> float:
         delay = self._backoff
         self._backoff = min(RETRY_MAX, self._backoff * 2)
-        return random.uniform(delay / 2, delay)
+        return jitter.less(delay, 0.5)
 
     # -- fork --------------------------------------------------------------------------
 

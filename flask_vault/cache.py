@@ -7,13 +7,16 @@ One entry per secret path, so one Vault read serves every field of a secret.
   less than ``ttl`` ago) is served from a plain-dict view of it without taking the
   lock: a cached read costs about a microsecond.
 * N threads missing the same path at once share one Vault read (single-flight).
-* An entry used in the last tenth of its TTL is refreshed in the background (once),
-  so a request with a warm cache does not wait on Vault; if that refresh has not
-  answered by the time the entry expires, requests get the last good value meanwhile.
-* When a read fails because Vault is unavailable, the last good value is served for
-  up to ``stale_max_age`` seconds after it was read, with one warning per outage.
-  While the outage lasts, requests get the stale value at once and one background
-  read at a time probes Vault, so a hung server does not slow requests down.
+* An entry used once it has lived 90 to 95% of its TTL (a point drawn at random for each
+  read, so processes started together do not refresh together) is refreshed in the
+  background, once: a request with a warm cache does not wait on Vault; if that refresh
+  has not answered by the time the entry expires, requests get the last good value
+  meanwhile.
+* When a read fails because Vault is unavailable (or rate limiting: 429), the last good
+  value is served for up to ``stale_max_age`` seconds after it was read, with one
+  warning per outage. While the outage lasts, requests get the stale value at once and
+  one background read at a time probes Vault, about once a second and never before a
+  429's ``Retry-After``, so a hung or throttling server does not slow requests down.
 """
 
 from __future__ import annotations
@@ -28,15 +31,19 @@ from typing import Any
 
 from cachetools import TTLCache
 
+from flask_vault import jitter
 from flask_vault.errors import VaultUnavailableError
 
 log = logging.getLogger(__name__)
 
-#: Refresh in the background once an entry has lived this fraction of its TTL. Closer
-#: to 1 means fewer Vault reads (one per 0.9 TTL) and less time for a slow Vault to
-#: answer before the entry expires (requests are served the last value meanwhile).
+#: Refresh in the background once an entry has lived this fraction of its TTL (plus a
+#: random part up to REFRESH_AHEAD_SPREAD). Closer to 1 means fewer Vault reads (at most
+#: one per 0.9 TTL) and less time for a slow Vault to answer before the entry expires
+#: (requests are served the last value meanwhile).
 REFRESH_AHEAD_FRACTION = 0.9
-#: During an outage, probe Vault from the background at most this often (seconds).
+#: The refresh point of each read is drawn from [0.9, 0.9 + this] of the TTL.
+REFRESH_AHEAD_SPREAD = 0.05
+#: During an outage, probe Vault from the background at most this often (seconds; half to all of it, at random).
 OUTAGE_PROBE_INTERVAL = 1.0
 
 
@@ -93,6 +100,8 @@ class SecretCache:
         # with _entries, read without it (a dict lookup is atomic). It may still hold an
         # entry _entries has dropped; the hit path checks the entry's age itself.
         self._view: dict[str, CachedSecret] = {}
+        # Path -> the age at which its entry in _view is refreshed ahead (its jittered point).
+        self._refresh_ages: dict[str, float] = {}
         self._inflight: dict[str, Future[CachedSecret]] = {}
         self._refreshing: set[str] = set()  # paths with a background refresh under way
         self._lock = threading.RLock()
@@ -112,7 +121,7 @@ class SecretCache:
                 if age < self.ttl:
                     # Not under the lock: exact single-threaded, may undercount under contention.
                     self.stats.hits += 1
-                    if age >= self._refresh_after:
+                    if age >= self._refresh_after and age >= self._refresh_ages.get(path, 0.0):
                         self._refresh_in_background(path, loader, seen=entry)
                     return entry
             return self._get_slow(path, loader)
@@ -159,7 +168,7 @@ class SecretCache:
             stale = self._usable_stale_locked(path)
             probe_due = self.clock() >= self._next_probe
             if probe_due:
-                self._next_probe = self.clock() + OUTAGE_PROBE_INTERVAL
+                self._next_probe = self.clock() + jitter.less(OUTAGE_PROBE_INTERVAL, 0.5)
             if stale is not None:
                 self.stats.stale_serves += 1
             elif not probe_due:
@@ -237,17 +246,21 @@ class SecretCache:
             self._inflight.pop(path, None)
             self.stats.refresh_failures += 1
             if isinstance(exc, VaultUnavailableError):
-                self._note_outage()
+                self._note_outage(exc)
         future.set_exception(exc)
 
-    def _note_outage(self) -> None:
+    def _note_outage(self, exc: VaultUnavailableError) -> None:
+        now = self.clock()
         if self._outage_since is None:
-            self._outage_since = self.clock()
-            self._next_probe = self._outage_since + OUTAGE_PROBE_INTERVAL
+            self._outage_since = now
+            self._next_probe = now + jitter.less(OUTAGE_PROBE_INTERVAL, 0.5)
             log.warning(
-                "Vault is unavailable; serving cached secrets for up to %gs after their last read.",
+                "Vault is %s; serving cached secrets for up to %gs after their last read.",
+                "rate limiting this client (429)" if exc.status == 429 else "unavailable",
                 self.stale_max_age,
             )
+        if exc.retry_after is not None:  # Vault said when to ask again: not before
+            self._next_probe = max(self._next_probe, now + exc.retry_after + jitter.up_to(OUTAGE_PROBE_INTERVAL))
 
     def _refresh_in_background(self, path: str, loader: Loader, *, seen: CachedSecret | None = None) -> None:
         """Start one background read of ``path`` (none if one is under way or already done).
@@ -283,8 +296,10 @@ class SecretCache:
                 self.stats.reads += 1
             self._entries[entry.path] = entry
             self._view[entry.path] = entry
+            self._refresh_ages[entry.path] = self.ttl * (REFRESH_AHEAD_FRACTION + jitter.up_to(REFRESH_AHEAD_SPREAD))
             if len(self._view) > self.maxsize:
                 self._view = dict(self._entries.items())  # drop what _entries evicted or expired
+                self._refresh_ages = {path: self._refresh_ages[path] for path in self._view}
             if self._outage_since is not None:
                 log.warning(
                     "Vault is reachable again after %.1fs; cached secrets are fresh again.",
@@ -309,6 +324,7 @@ class SecretCache:
         """Forget every entry, fresh and stale."""
         with self._lock:
             self._view = {}
+            self._refresh_ages = {}
             self._entries.clear()
 
     def reset_after_fork(self) -> None:

@@ -39,7 +39,10 @@ class VaultConfigError(VaultError, ValueError):
 
 
 class VaultUnavailableError(VaultError):
-    """Vault could not be reached, timed out, is sealed or answered with a server error."""
+    """Vault could not be reached, timed out, is sealed, is rate limiting (429) or answered with a server error."""
+
+    #: Seconds Vault asked the client to wait before asking again (a 429's ``Retry-After``), when it said.
+    retry_after: float | None = None
 
 
 class VaultTLSError(VaultError):

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Flask
 
+from flask_vault import jitter
 from flask_vault.auth.methods import authenticator_from_settings
 from flask_vault.cache import CachedSecret
 from flask_vault.client import VaultClient
@@ -36,6 +37,9 @@ if TYPE_CHECKING:
     from flask_vault.db.logins import DatabaseLogins
 
 log = logging.getLogger(__name__)
+
+#: Seconds between start-up reads while Vault is unavailable (plus up to half of it, at random).
+STARTUP_RETRY = 0.5
 
 
 class FlaskVault:
@@ -273,7 +277,11 @@ def fill_config(
 
 
 def _read_at_startup(client: VaultClient, name: str, deadline: float) -> CachedSecret | VaultError:
-    """Read once; while Vault is unavailable, keep trying until ``deadline``."""
+    """Read once; while Vault is unavailable, keep trying until ``deadline``.
+
+    The waits are spread at random (and never shorter than a 429's ``Retry-After``), so
+    processes started together that all found Vault down do not come back together.
+    """
     while True:
         try:
             return client.read(name)
@@ -282,7 +290,8 @@ def _read_at_startup(client: VaultClient, name: str, deadline: float) -> CachedS
             if remaining <= 0:
                 return exc
             log.info("Vault is not available yet (%s); retrying for %.0fs more.", exc.message, remaining)
-            time.sleep(min(0.5, remaining))
+            wait = exc.retry_after if exc.retry_after is not None else STARTUP_RETRY
+            time.sleep(min(wait + jitter.up_to(max(wait, STARTUP_RETRY) * 0.5), remaining))
         except VaultError as exc:
             return exc
 

@@ -32,6 +32,7 @@ class VaultMetrics:
         self._lock = threading.Lock()
         self._counts: dict[tuple[str, str], int] = {}
         self._durations: dict[str, list[float]] = {}  # operation -> [count, total seconds]
+        self._retries: dict[str, int] = {}  # reason -> requests sent again
 
     def observe(self, operation: str, outcome: str, duration: float) -> None:
         """Count one finished Vault request (``outcome`` is ``"ok"`` or an error class name)."""
@@ -41,6 +42,16 @@ class VaultMetrics:
             totals = self._durations.setdefault(operation, [0.0, 0.0])
             totals[0] += 1
             totals[1] += duration
+
+    def retried(self, operation: str, reason: str) -> None:
+        """Count one request sent again: ``reason`` is ``rate-limited`` (a 429), ``connection`` or ``unavailable``."""
+        with self._lock:
+            self._retries[reason] = self._retries.get(reason, 0) + 1
+
+    def retries(self) -> dict[str, int]:
+        """``{reason: requests sent again}`` (see :meth:`retried`)."""
+        with self._lock:
+            return dict(self._retries)
 
     def count(self, operation: str | None = None, outcome: str | None = None) -> int:
         """Requests matching ``operation`` and ``outcome`` (None: any)."""
@@ -83,6 +94,7 @@ def collect_stats(state: VaultState) -> dict[str, Any]:
         "requests": requests,
         "requests_total": total,
         "request_errors": total - ok,
+        "retries": metrics.retries(),
         "cache": cache.stats.as_dict(),
         "cache_entries": len(cache),
         "outage_seconds": None if outage_since is None else round(max(0.0, cache.clock() - outage_since), 3),

@@ -8,6 +8,8 @@ made the request.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import hvac.exceptions
@@ -157,9 +159,13 @@ def translate_status(exc: hvac.exceptions.VaultError, where: Where) -> VaultErro
     if isinstance(exc, hvac.exceptions.VaultNotInitialized):
         return VaultUnavailableError(f"Vault at {url} is not initialized (HTTP 501).", status=501, **fields)
     if isinstance(exc, hvac.exceptions.RateLimitExceeded):
-        return VaultUnavailableError(
-            f"Vault at {url} is rate limiting or a standby (HTTP 429) for {path}.", status=429, **fields
+        retry_after: float | None = getattr(exc, "retry_after", None)  # set by VaultAdapter
+        wait = f"; it asks to wait {retry_after:g}s (Retry-After)" if retry_after is not None else ""
+        limited = VaultUnavailableError(
+            f"Vault at {url} is rate limiting this client (HTTP 429) for {path}{wait}.", status=429, **fields
         )
+        limited.retry_after = retry_after
+        return limited
     if isinstance(exc, (hvac.exceptions.InternalServerError, hvac.exceptions.BadGateway)):
         return VaultUnavailableError(
             f"Vault at {url} failed with HTTP {status} for {path}: {errors}.", status=status, **fields
@@ -213,3 +219,19 @@ def answer_part(response: object, *keys: str, kind: type | tuple[type, ...] = di
             path=path,
         )
     return value
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """A ``Retry-After`` header as seconds to wait: delta-seconds or an HTTP date (None: absent or unreadable)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())

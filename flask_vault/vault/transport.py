@@ -10,6 +10,12 @@ lookup, writes) goes through :meth:`Transport.request`:
   with jittered exponential backoff, within :data:`RETRY_BUDGET` seconds of waiting and
   ``VAULT_MAX_RETRIES`` retries; a connection error moves on to the next address of
   ``VAULT_URL``; a write that may have reached Vault is never sent twice;
+* a 429 (a rate-limit quota) is retried after the ``Retry-After`` Vault sent (at least
+  :data:`RATE_LIMIT_BACKOFF`, doubling; at most :data:`RETRY_AFTER_MAX` seconds) plus a
+  random spread, even for a write, since Vault
+  refused it before doing anything; until then this process sends nothing more to that
+  part of Vault (a mount, or ``auth/<method>``): other requests wait for the same moment
+  within their own budget, or fail at once (and the cache serves what it has);
 * failures become :mod:`flask_vault.errors` (see :mod:`flask_vault.vault.translate`);
 * each request leaves one record in the audit trail (:mod:`flask_vault.observe.audit`).
 
@@ -23,7 +29,6 @@ host a redirect names.
 from __future__ import annotations
 
 import os
-import random
 import threading
 import time
 from collections.abc import Callable
@@ -35,16 +40,23 @@ import hvac.adapters
 import hvac.exceptions
 import requests
 
+from flask_vault import jitter
 from flask_vault.errors import VaultError, VaultUnavailableError
 from flask_vault.observe.audit import OK, AuditTrail, TokenIdSource
 from flask_vault.settings import VaultSettings
 from flask_vault.vault import tls
-from flask_vault.vault.translate import Need, Where, translate
+from flask_vault.vault.translate import Need, Where, parse_retry_after, translate
 
 T = TypeVar("T")
 
 #: Longest total time spent backing off between retries of one request (seconds).
 RETRY_BUDGET = 10.0
+#: The longest ``Retry-After`` a 429 is waited out for; a longer one fails the request at once.
+RETRY_AFTER_MAX = 10.0
+#: A 429 is retried after its ``Retry-After`` plus a random part of it, up to this fraction.
+RETRY_AFTER_SPREAD = 0.5
+#: The shortest wait after a 429 (doubling with each retry), whatever its ``Retry-After`` says.
+RATE_LIMIT_BACKOFF = 0.5
 _BACKOFF_BASE = 0.1
 _BACKOFF_CAP = 2.0
 
@@ -57,7 +69,10 @@ class TokenHooks(Protocol):
         ...
 
     def recover(self, error: VaultError, generation: int) -> bool:
-        """After ``error``: True when a new token is in place and the request should be sent again."""
+        """After ``error``: True when a new token is in place and the request should be sent again.
+
+        May raise a clearer :class:`VaultError` to report instead of ``error``.
+        """
         ...
 
 
@@ -83,6 +98,8 @@ class Transport:
         self._hooks: TokenHooks = _NoHooks()
         self._token_id_source: TokenIdSource | None = None
         self._url_index = 0
+        #: Part of Vault (see _family) -> monotonic time before which a 429 asked us not to ask again.
+        self._throttled: dict[str, float] = {}
         self._pid = os.getpid()
         self._lock = threading.Lock()
         #: What a TLS error names: the CA in use, the client certificate, the server name.
@@ -194,16 +211,33 @@ class Transport:
         attempt = 0
         backoff_spent = 0.0
         relogged = False
+        family = _family(path)
         while True:
+            held = self._throttled.get(family, 0.0) - time.monotonic() if self._throttled else 0.0
+            if held > 0:  # a 429 asked this process to wait: send nothing before then
+                if backoff_spent + held > RETRY_BUDGET:
+                    held_back = self._held_back(path, held)
+                    duration = time.perf_counter() - started
+                    self.trail.finish(operation, path, outcome=type(held_back).__name__, duration=duration, status=429)
+                    raise held_back
+                wait = held + jitter.up_to(held * RETRY_AFTER_SPREAD)
+                backoff_spent += wait
+                time.sleep(wait)
             generation = hooks.before_call()
             try:
                 result = func()
             except Exception as exc:
                 error = translate(exc, self._where(path, need))
-                if not relogged and hooks.recover(error, generation):
+                try:
+                    resend = not relogged and hooks.recover(error, generation)
+                except VaultError as clearer:  # the token's owner knows better what went wrong
+                    error, resend = clearer, False
+                if resend:
                     relogged = True  # a new token replaced an expired or revoked one: send it once more
                     continue
                 delay = self._retry_delay(exc, error, attempt, idempotent)
+                if error.status == 429:
+                    self._hold(family, _rate_limit_wait(error, attempt))
                 if delay is None or backoff_spent + delay > RETRY_BUDGET:
                     duration = time.perf_counter() - started
                     self.trail.finish(
@@ -214,6 +248,7 @@ class Transport:
                     self._fail_over()
                 attempt += 1
                 backoff_spent += delay
+                self.trail.metrics.retried(operation, _retry_reason(exc, error))
                 time.sleep(delay)
                 continue
             self.trail.finish(
@@ -243,13 +278,31 @@ class Transport:
     def _retry_delay(self, exc: Exception, error: VaultError, attempt: int, idempotent: bool) -> float | None:
         if attempt >= self.settings.max_retries or not isinstance(error, VaultUnavailableError):
             return None
+        if error.status == 429:  # refused before Vault did anything: safe to send again, even a write
+            wait = _rate_limit_wait(error, attempt)
+            return None if wait is None else wait + jitter.up_to(wait * RETRY_AFTER_SPREAD)
         if not idempotent and not isinstance(exc, requests.ConnectionError):
             return None  # the request may have reached Vault: do not write twice
         if error.status == 501:  # not initialized: waiting will not help
             return None
         if isinstance(exc, requests.ReadTimeout):
             return None  # a hung server: retrying would multiply the wait the timeout promised
-        return random.uniform(0, min(_BACKOFF_CAP, _BACKOFF_BASE * 2**attempt))
+        return jitter.less(min(_BACKOFF_CAP, _BACKOFF_BASE * 2**attempt), 1.0)  # "full jitter"
+
+    def _hold(self, family: str, wait: float | None) -> None:
+        """Send nothing more to ``family`` for ``wait`` seconds (RETRY_AFTER_MAX when Vault asked for longer)."""
+        until = time.monotonic() + (RETRY_AFTER_MAX if wait is None else wait)
+        self._throttled[family] = max(until, self._throttled.get(family, 0.0))
+
+    def _held_back(self, path: str, held: float) -> VaultUnavailableError:
+        error = VaultUnavailableError(
+            f"Vault at {self.url} is rate limiting this client (HTTP 429) for {path}: not asking again for"
+            f" {held:.1f}s, as its Retry-After asked.",
+            **self._where(path, None).fields(),
+            status=429,
+        )
+        error.retry_after = held
+        return error
 
     def _fail_over(self) -> None:
         if len(self.settings.urls) < 2:
@@ -266,6 +319,30 @@ def _adapter_of(client: hvac.Client) -> VaultAdapter:
     adapter = client.adapter
     assert isinstance(adapter, VaultAdapter)
     return adapter
+
+
+def _family(path: str) -> str:
+    """The part of Vault a rate-limit quota most likely covers: a mount, or ``auth/<method>``, ``sys/<area>``."""
+    parts = path.split("/", 2)
+    return "/".join(parts[:2]) if parts[0] in ("auth", "sys") else parts[0]
+
+
+def _rate_limit_wait(error: VaultError, attempt: int) -> float | None:
+    """How long a 429 asks to wait: its ``Retry-After``, at least a backoff that doubles from
+    :data:`RATE_LIMIT_BACKOFF` (Vault rounds the header down, to 0 within the last second);
+    None when that is more than :data:`RETRY_AFTER_MAX`."""
+    backoff = min(_BACKOFF_CAP, RATE_LIMIT_BACKOFF * 2**attempt)
+    retry_after = error.retry_after if isinstance(error, VaultUnavailableError) else None
+    wait = max(retry_after or 0.0, backoff)
+    return None if wait > RETRY_AFTER_MAX else wait
+
+
+def _retry_reason(exc: Exception, error: VaultError) -> str:
+    if error.status == 429:
+        return "rate-limited"
+    if _is_connection_error(exc):
+        return "connection"
+    return "unavailable"
 
 
 def _is_connection_error(exc: Exception) -> bool:
@@ -349,6 +426,7 @@ class VaultAdapter(hvac.adapters.JSONAdapter):
             super()._raise_for_error(method, url, response)  # type: ignore[misc]
         except hvac.exceptions.VaultError as exc:
             exc.status_code = response.status_code  # type: ignore[attr-defined]
+            exc.retry_after = parse_retry_after(response.headers.get("Retry-After"))  # type: ignore[attr-defined]
             raise
 
 

@@ -1,10 +1,11 @@
 from __future__ import annotations
 
 import hmac
+import os
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from flask import Blueprint, current_app, jsonify, request, session
+from flask import Blueprint, abort, current_app, jsonify, request, session
 from flask_jwt_extended import JWTManager, create_access_token, get_jwt_identity, jwt_required
 
 from flask_vault.jwt import use_vault_jwt_keys
@@ -12,6 +13,7 @@ from flask_vault.jwt import use_vault_jwt_keys
 from .models import Product, db
 
 bp = Blueprint("store", __name__)
+ENDPOINTS = ["POST /login", "GET /products", "POST /products", "GET /visits", "GET /health/vault", "GET /metrics"]
 jwt = JWTManager()
 use_vault_jwt_keys(jwt)  # JWTs signed before a JWT_SECRET_KEY rotation stay valid until they expire
 
@@ -24,7 +26,7 @@ def index() -> Any:
     return jsonify(
         app="store-erp example",
         secrets={key: source.origin for key, source in vault.sources.items()},
-        endpoints=["POST /login", "GET /products", "POST /products", "GET /visits", "GET /health/vault"],
+        endpoints=ENDPOINTS,
     )
 
 
@@ -64,3 +66,18 @@ def visits() -> Any:
     """A counter in the session cookie, signed with SECRET_KEY."""
     session["visits"] = int(session.get("visits", 0)) + 1
     return jsonify(visits=session["visits"])
+
+
+@bp.get("/metrics")
+def metrics() -> Any:
+    """Prometheus metrics (with the ``prometheus`` extra). Under gunicorn, set PROMETHEUS_MULTIPROC_DIR
+    so that this adds up every worker's values, whichever worker answers (docs/health.md)."""
+    try:
+        from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest, multiprocess
+    except ImportError:
+        abort(404)
+    registry = REGISTRY
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    return generate_latest(registry), 200, {"Content-Type": CONTENT_TYPE_LATEST}

@@ -82,6 +82,11 @@ def stop_process(process: subprocess.Popen[bytes] | None, timeout: float = 10.0)
         process.wait(timeout=timeout)
 
 
+def audit_device_config(path: str | os.PathLike[str], name: str = "file") -> str:
+    """A configuration stanza for a file audit device writing to ``path`` (for ``config=`` / ``extra_config``)."""
+    return f'audit "file" "{name}" {{\n  options {{\n    file_path = "{path}"\n  }}\n}}\n'
+
+
 class OpenBaoServer:
     """A ``bao server -dev`` process on 127.0.0.1. Use as a context manager or start()/stop()."""
 
@@ -208,6 +213,8 @@ class PersistentOpenBaoServer(OpenBaoServer):
         self.data_dir = self.workdir / "data"
         self.data_dir.mkdir()
         self.unseal_key: str | None = None
+        #: Where a file audit device writes, when ``extra_config`` declares one (see audit_device_config).
+        self.audit_path = self.workdir / "audit.log"
 
     def config_text(self) -> str:
         if self.storage == "file":
@@ -265,14 +272,20 @@ class PersistentOpenBaoServer(OpenBaoServer):
 
 
 class RaftCluster:
-    """Three (or ``size``) OpenBao nodes with integrated storage on loopback."""
+    """Three (or ``size``) OpenBao nodes with integrated storage on loopback.
 
-    def __init__(self, size: int = 3, binary: str | None = None) -> None:
+    ``audit=True`` gives each node a file audit device at ``node.audit_path`` (OpenBao 2.x
+    takes audit devices only from its configuration file): what each node saw.
+    """
+
+    def __init__(self, size: int = 3, binary: str | None = None, *, audit: bool = False) -> None:
         self.nodes: list[PersistentOpenBaoServer] = []
         ports = [free_port_pair() for _ in range(size)]
         leader_url = f"http://127.0.0.1:{ports[0]}"
         for index, port in enumerate(ports):
             node = PersistentOpenBaoServer(port=port, binary=binary)
+            if audit:
+                node.extra_config = audit_device_config(node.audit_path)
             join = "" if index == 0 else f'  retry_join {{\n    leader_api_addr = "{leader_url}"\n  }}\n'
             node.storage = (
                 f'storage "raft" {{\n  path = "{node.data_dir}"\n  node_id = "node{index + 1}"\n'

@@ -9,7 +9,10 @@ counted there, once) into the dict ``vault.stats()`` returns.
 With the optional ``prometheus`` extra, :func:`track` registers one collector per
 process in ``prometheus_client.REGISTRY`` (the first time an app is initialised) and
 adds the app to it; the collector reads the same counters at scrape time, labelled by
-app name. Nothing here holds a secret value, token or accessor.
+app name. In ``prometheus_client``'s multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``, for
+gunicorn and other pre-fork servers) the same families are written where every worker's
+values add up instead (see :mod:`flask_vault.observe.multiprocess`). Nothing here holds a
+secret value, token or accessor.
 """
 
 from __future__ import annotations
@@ -19,7 +22,10 @@ import weakref
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from flask_vault.observe import multiprocess
+
 if TYPE_CHECKING:
+    from flask_vault.observe.multiprocess import AppExport
     from flask_vault.state import VaultState
 
 OK = "ok"
@@ -33,6 +39,8 @@ class VaultMetrics:
         self._counts: dict[tuple[str, str], int] = {}
         self._durations: dict[str, list[float]] = {}  # operation -> [count, total seconds]
         self._retries: dict[str, int] = {}  # reason -> requests sent again
+        #: In Prometheus multiprocess mode, where each event is also written (see :meth:`export_to`).
+        self.exporter: AppExport | None = None
 
     def observe(self, operation: str, outcome: str, duration: float) -> None:
         """Count one finished Vault request (``outcome`` is ``"ok"`` or an error class name)."""
@@ -42,11 +50,26 @@ class VaultMetrics:
             totals = self._durations.setdefault(operation, [0.0, 0.0])
             totals[0] += 1
             totals[1] += duration
+            if self.exporter is not None:
+                self.exporter.request(operation, outcome, duration)
 
     def retried(self, operation: str, reason: str) -> None:
         """Count one request sent again: ``reason`` is ``rate-limited`` (a 429), ``connection`` or ``unavailable``."""
         with self._lock:
             self._retries[reason] = self._retries.get(reason, 0) + 1
+            if self.exporter is not None:
+                self.exporter.retried(reason)
+
+    def export_to(self, exporter: AppExport) -> None:
+        """Write every request from now on to ``exporter`` too, after those counted so far."""
+        with self._lock:
+            self.exporter = exporter
+            for (operation, outcome), n in self._counts.items():
+                exporter.request(operation, outcome, None, count=n)
+            for operation, (count, seconds) in self._durations.items():
+                exporter.durations(operation, int(count), seconds)
+            for reason, n in self._retries.items():
+                exporter.retried(reason, count=n)
 
     def retries(self) -> dict[str, int]:
         """``{reason: requests sent again}`` (see :meth:`retried`)."""
@@ -135,7 +158,9 @@ def track(app_name: str, state: VaultState, registry: Any = None) -> bool:
     """Export this app's counters to Prometheus; registers the collector once per process.
 
     Returns False (and does nothing) when ``prometheus_client`` is not installed.
-    ``registry`` is for tests; by default the process-wide ``REGISTRY`` is used.
+    ``registry`` is for tests; by default the process-wide ``REGISTRY`` is used. In
+    multiprocess mode no collector is registered: the values go to the multiprocess
+    files, which ``prometheus_client.multiprocess.MultiProcessCollector`` reads.
     """
     global _registered
     try:
@@ -144,6 +169,11 @@ def track(app_name: str, state: VaultState, registry: Any = None) -> bool:
         return False
     with _tracked_lock:
         _tracked[id(state)] = (weakref.ref(state), app_name)
+    if registry is None and multiprocess.enabled():
+        families = multiprocess.Families(_COUNTERS, _GAUGES, _DURATIONS)
+        state.client.metrics.export_to(multiprocess.export(families, _multiprocess_snapshot).for_app(app_name))
+        return True
+    with _tracked_lock:
         if registry is not None:
             registry.register(VaultCollector())
         elif not _registered:
@@ -168,6 +198,10 @@ def _states() -> list[tuple[str, VaultState]]:
 _COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "flask_vault_requests": ("Vault operations by operation and outcome.", ("app", "operation", "outcome")),
     **{f"flask_vault_cache_{name}": (doc, ("app",)) for name, doc in _CACHE_COUNTERS.items()},
+    "flask_vault_retries": (
+        "Vault requests sent again, by reason: rate-limited (429), connection, unavailable.",
+        ("app", "reason"),
+    ),
     "flask_vault_logins": ("Successful Vault logins.", ("app",)),
     "flask_vault_renewals": ("Successful token renewals.", ("app",)),
     "flask_vault_health_probes": ("Health probes sent to Vault (one sys/health, at most one lookup-self).", ("app",)),
@@ -175,6 +209,7 @@ _COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "flask_vault_lease_switches": ("Switches to new database credentials under a live engine.", ("app",)),
     "flask_vault_lease_failures": ("Database lease renewals or reads of new credentials that failed.", ("app",)),
 }
+_DURATIONS = ("flask_vault_request_duration_seconds", "Time spent in Vault operations.", ("app", "operation"))
 _GAUGES: dict[str, tuple[str, tuple[str, ...]]] = {
     "flask_vault_health_status": ("Last /health/vault status: 0 pass, 1 warn, 2 fail.", ("app",)),
     "flask_vault_outage_seconds": ("Seconds since Vault became unavailable (0 when it is not).", ("app",)),
@@ -196,50 +231,14 @@ class VaultCollector:
     def collect(self) -> Iterator[Any]:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, SummaryMetricFamily
 
-        counters: dict[str, dict[tuple[str, ...], float]] = {name: {} for name in _COUNTERS}
-        gauges: dict[str, dict[tuple[str, ...], float]] = {name: {} for name in _GAUGES}
-        durations: dict[tuple[str, str], tuple[int, float]] = {}
-
-        def add(family: str, labels: tuple[str, ...], value: float) -> None:
-            counters[family][labels] = counters[family].get(labels, 0.0) + value
-
-        def highest(family: str, labels: tuple[str, ...], value: float) -> None:
-            gauges[family][labels] = max(gauges[family].get(labels, value), value)
-
-        for app_name, state in _states():
-            stats = collect_stats(state)
-            for operation, outcomes in stats["requests"].items():
-                for outcome, n in outcomes.items():
-                    add("flask_vault_requests", (app_name, operation, outcome), n)
-            for operation, (n, seconds) in state.client.metrics.durations().items():
-                count, total = durations.get((app_name, operation), (0, 0.0))
-                durations[(app_name, operation)] = (count + n, total + seconds)
-            for name in _CACHE_COUNTERS:
-                add(f"flask_vault_cache_{name}", (app_name,), stats["cache"].get(name, 0))
-            add("flask_vault_logins", (app_name,), stats["logins"])
-            add("flask_vault_renewals", (app_name,), stats["renewals"])
-            add("flask_vault_health_probes", (app_name,), stats["health_probes"])
-            add("flask_vault_lease_renewals", (app_name,), stats["lease_renewals"])
-            add("flask_vault_lease_switches", (app_name,), stats["lease_switches"])
-            add("flask_vault_lease_failures", (app_name,), stats["lease_failures"])
-            for config_key, (ttl, generation) in _leases(state).items():
-                if ttl is not None:
-                    highest("flask_vault_lease_ttl_seconds", (app_name, config_key), ttl)
-                highest("flask_vault_lease_generation", (app_name, config_key), generation)
-            if stats["health_status"] in _STATUS_VALUE:
-                highest("flask_vault_health_status", (app_name,), _STATUS_VALUE[stats["health_status"]])
-            highest("flask_vault_outage_seconds", (app_name,), stats["outage_seconds"] or 0.0)
-            for config_key, age in _secret_ages(state).items():
-                highest("flask_vault_secret_age_seconds", (app_name, config_key), age)
-
+        counters, gauges, durations = _gather()
         for name, (doc, labels) in _COUNTERS.items():
             counter = CounterMetricFamily(name, doc, labels=list(labels))
             for values, total in sorted(counters[name].items()):
                 counter.add_metric(list(values), total)
             yield counter
-        summary = SummaryMetricFamily(
-            "flask_vault_request_duration_seconds", "Time spent in Vault operations.", labels=["app", "operation"]
-        )
+        name, doc, labels = _DURATIONS
+        summary = SummaryMetricFamily(name, doc, labels=list(labels))
         for (app_name, operation), (n, seconds) in sorted(durations.items()):
             summary.add_metric([app_name, operation], count_value=n, sum_value=seconds)
         yield summary
@@ -258,6 +257,66 @@ def _leases(state: VaultState) -> dict[str, tuple[float | None, float]]:
         expires_in = lease.expires_in()
         found[lease.key] = (None if expires_in is None else max(0.0, expires_in), float(lease.generation))
     return found
+
+
+_Values = dict[str, dict[tuple[str, ...], float]]
+
+
+def _gather() -> tuple[_Values, _Values, dict[tuple[str, str], tuple[int, float]]]:
+    """Every tracked app's counters, gauges and durations, by family and labels (same app names add up)."""
+    counters: _Values = {name: {} for name in _COUNTERS}
+    gauges: _Values = {name: {} for name in _GAUGES}
+    durations: dict[tuple[str, str], tuple[int, float]] = {}
+
+    def add(family: str, labels: tuple[str, ...], value: float) -> None:
+        counters[family][labels] = counters[family].get(labels, 0.0) + value
+
+    def highest(family: str, labels: tuple[str, ...], value: float) -> None:
+        gauges[family][labels] = max(gauges[family].get(labels, value), value)
+
+    for app_name, state in _states():
+        stats = collect_stats(state)
+        for operation, outcomes in stats["requests"].items():
+            for outcome, n in outcomes.items():
+                add("flask_vault_requests", (app_name, operation, outcome), n)
+        for reason, n in stats["retries"].items():
+            add("flask_vault_retries", (app_name, reason), n)
+        for operation, (n, seconds) in state.client.metrics.durations().items():
+            count, total = durations.get((app_name, operation), (0, 0.0))
+            durations[(app_name, operation)] = (count + n, total + seconds)
+        for name in _CACHE_COUNTERS:
+            add(f"flask_vault_cache_{name}", (app_name,), stats["cache"].get(name, 0))
+        add("flask_vault_logins", (app_name,), stats["logins"])
+        add("flask_vault_renewals", (app_name,), stats["renewals"])
+        add("flask_vault_health_probes", (app_name,), stats["health_probes"])
+        add("flask_vault_lease_renewals", (app_name,), stats["lease_renewals"])
+        add("flask_vault_lease_switches", (app_name,), stats["lease_switches"])
+        add("flask_vault_lease_failures", (app_name,), stats["lease_failures"])
+        for config_key, (ttl, generation) in _leases(state).items():
+            if ttl is not None:
+                highest("flask_vault_lease_ttl_seconds", (app_name, config_key), ttl)
+            highest("flask_vault_lease_generation", (app_name, config_key), generation)
+        if stats["health_status"] in _STATUS_VALUE:
+            highest("flask_vault_health_status", (app_name,), _STATUS_VALUE[stats["health_status"]])
+        highest("flask_vault_outage_seconds", (app_name,), stats["outage_seconds"] or 0.0)
+        for config_key, age in _secret_ages(state).items():
+            highest("flask_vault_secret_age_seconds", (app_name, config_key), age)
+    return counters, gauges, durations
+
+
+def _multiprocess_snapshot() -> multiprocess.Snapshot:
+    """Per app name: the counters the multiprocess export adds by difference, and the gauges."""
+    counters, gauges, _ = _gather()
+    snapshot: multiprocess.Snapshot = {}
+    for family, values in counters.items():
+        if family in multiprocess.MultiprocessExport.EVENT_COUNTERS:
+            continue
+        for labels, total in values.items():
+            snapshot.setdefault(labels[0], ({}, {}))[0][family] = total
+    for family, values in gauges.items():
+        for labels, value in values.items():
+            snapshot.setdefault(labels[0], ({}, {}))[1].setdefault(family, {})[labels] = value
+    return snapshot
 
 
 def _secret_ages(state: VaultState) -> dict[str, float]:

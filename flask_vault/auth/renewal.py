@@ -481,6 +481,8 @@ class Renewal(Generic[D]):
             current.action, current.next_at = "replace", now + self._next_backoff()
         else:
             current.next_at = now + jitter.less(min(5.0, max(RETRY_MIN, (left or 0) / 3)), 0.5)
+        if isinstance(exc, VaultUnavailableError) and exc.retry_after is not None:  # a 429: not before it said
+            current.next_at = max(current.next_at, now + exc.retry_after + jitter.up_to(1.0))
         self.subject.report("unreachable", error=exc)
 
     # -- scheduling --------------------------------------------------------------------

@@ -108,6 +108,7 @@ class SecretCache:
         self._outage_since: float | None = None
         self._next_probe = 0.0
         self._listeners: list[ChangeListener] = []
+        self._clear_listeners: list[Callable[[], None]] = []
         self.stats = CacheStats()
 
     # -- reading ---------------------------------------------------------------------
@@ -148,6 +149,11 @@ class SecretCache:
             with self._lock:
                 self.stats.stale_serves += 1
             return stale
+
+    def quiet_until(self, entry: CachedSecret) -> float:
+        """Cache-clock time until which reading ``entry``'s path is a plain hit with nothing to do:
+        its refresh-ahead point (while ``entry`` is the latest)."""
+        return entry.read_at + max(self._refresh_after, self._refresh_ages.get(entry.path, 0.0))
 
     def peek(self, path: str) -> CachedSecret | None:
         """The last good entry for ``path`` (fresh or not), without loading."""
@@ -326,6 +332,9 @@ class SecretCache:
             self._view = {}
             self._refresh_ages = {}
             self._entries.clear()
+            listeners = list(self._clear_listeners)
+        for listener in listeners:
+            listener()
 
     def reset_after_fork(self) -> None:
         """In a forked child: new locks, and forget reads that were in flight in the parent.
@@ -338,8 +347,14 @@ class SecretCache:
         self._refreshing = set()
 
     def add_listener(self, listener: ChangeListener) -> None:
+        """Call ``listener(entry, previous)`` when a stored entry differs from the one it replaces."""
         with self._lock:
             self._listeners.append(listener)
+
+    def add_clear_listener(self, listener: Callable[[], None]) -> None:
+        """Call ``listener()`` after :meth:`clear`."""
+        with self._lock:
+            self._clear_listeners.append(listener)
 
     @property
     def outage_since(self) -> float | None:

@@ -1,8 +1,10 @@
 """Live refresh: mapped config keys follow new secret versions without a restart.
 
-Each request first touches the cache entries behind the mapped keys (a memory lookup
-while they are fresh; a background refresh near expiry). When the cache stores a new
-version of such a secret, the keys are filled again in ``app.config``:
+Before each request the refresher makes sure the cache entries behind the mapped keys are
+fresh enough: while every one of them is before its refresh-ahead point that costs one
+time comparison; past it, the entries are touched (a background refresh near expiry, a
+read once expired). When the cache stores a new version of such a secret, the keys are
+filled again in ``app.config``:
 
 * ``SECRET_KEY`` and ``JWT_SECRET_KEY`` from a KV v2 secret take the new value; their older
   versions are Vault's to keep (:mod:`flask_vault.signing` reads them when a signature
@@ -18,6 +20,7 @@ unless ``VAULT_FAIL_CLOSED`` is false.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -76,9 +79,14 @@ class ConfigRefresher:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     #: full secret path -> secret name, for the names in keys_by_name
     _name_by_path: dict[str, str] = field(init=False)
+    #: Cache-clock time before which no mapped secret needs anything (see touch).
+    _quiet_until: float = field(init=False, default=0.0)
 
     def __post_init__(self) -> None:
+        cache = self.state.client.cache
         self._name_by_path = {self.state.client.full_path(name): name for name in self.keys_by_name}
+        self._clock = cache.clock
+        cache.add_clear_listener(self._forget_quiet)
 
     def __repr__(self) -> str:
         return (
@@ -89,21 +97,40 @@ class ConfigRefresher:
     # -- per request -----------------------------------------------------------------
 
     def touch(self) -> None:
-        """Before each request: make sure the mapped secrets are fresh enough to use."""
+        """Before each request: make sure the mapped secrets are fresh enough to use.
+
+        While every mapped secret is before its refresh-ahead point there is nothing to
+        do, and this is one time comparison; otherwise :meth:`touch_all`.
+        """
+        if self._clock() < self._quiet_until:
+            return
+        self.touch_all()
+
+    def touch_all(self) -> None:
+        """Read every mapped secret through the cache: a refresh ahead of expiry, a read once expired,
+        503 when one can't be had and ``VAULT_FAIL_CLOSED`` is on."""
         if request.blueprint == "vault_health":
             return  # /health/vault must answer during an outage (with fail), not be refused by it
         client = self.state.client
+        quiet_until = math.inf
         for name, keys in self.keys_by_name.items():
             try:
-                client.read(name)
+                entry = client.read(name)
             except VaultUnavailableError as exc:
+                quiet_until = 0.0
                 if self._filled_from_vault(keys) and self.state.settings.fail_closed:
                     self._warn_once(name, f"{exc.message} Refusing requests until Vault answers.")
                     abort(503, description="Secrets could not be refreshed from Vault.")
             except VaultError as exc:
+                quiet_until = 0.0
                 self._warn_once(name, exc.message)
             else:
                 self._warned.discard(name)
+                quiet_until = min(quiet_until, client.cache.quiet_until(entry))
+        self._quiet_until = quiet_until
+
+    def _forget_quiet(self) -> None:
+        self._quiet_until = 0.0
 
     def _filled_from_vault(self, keys: list[tuple[str, str | None]]) -> bool:
         return any((source := self.state.sources.get(key)) is not None and source.origin == "vault" for key, _ in keys)

@@ -1,0 +1,81 @@
+"""Live refresh before each request (flask_vault.refresh), against the real server: while the
+mapped secrets are before their refresh-ahead point a request costs no cache lookup; past
+it, the request starts the refresh, and a new version reaches app.config."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import hvac
+from core_support import init_vault, poll, write_secret
+
+from tests.conftest import FLASK_SECRET, PREFIX
+
+
+def test_while_the_mapped_secrets_are_fresh_a_request_looks_up_no_cache_entry(base_config: dict[str, Any]) -> None:
+    # No SECRET_KEY: the session interface that follows its versions reads it per request, on purpose.
+    secrets = {"JWT_SECRET_KEY": "flask#jwt_secret", "SQLALCHEMY_DATABASE_URI": "database"}
+    app, vault = init_vault(base_config, "refresh_quiet", VAULT_CACHE_TTL=300, VAULT_SECRETS=secrets)
+
+    @app.get("/ping")
+    def ping() -> str:
+        return "pong"
+
+    web = app.test_client()
+    with app.app_context():
+        stats = vault.client.cache.stats
+    assert web.get("/ping").status_code == 200  # the first request touches every mapped secret once
+    hits, misses = stats.hits, stats.misses
+    for _ in range(50):
+        assert web.get("/ping").status_code == 200
+    assert (stats.hits, stats.misses) == (hits, misses)
+
+
+def test_past_the_refresh_point_a_request_refreshes_and_the_new_version_is_applied(
+    base_config: dict[str, Any], vault_root: hvac.Client, unique_env: str
+) -> None:
+    write_secret(vault_root, f"{PREFIX}/{unique_env}/flask", FLASK_SECRET)
+    app, vault = init_vault(
+        base_config,
+        "refresh_due",
+        VAULT_ENVIRONMENT=unique_env,
+        VAULT_CACHE_TTL=1,
+        VAULT_SECRETS={"SECRET_KEY": "flask#secret_key"},
+    )
+
+    @app.get("/ping")
+    def ping() -> str:
+        return "pong"
+
+    web = app.test_client()
+    with app.app_context():
+        stats = vault.client.cache.stats
+    reads = stats.reads
+    new_key = "rotated-" + FLASK_SECRET["secret_key"]
+    write_secret(vault_root, f"{PREFIX}/{unique_env}/flask", {**FLASK_SECRET, "secret_key": new_key})
+
+    def refreshed() -> bool:
+        assert web.get("/ping").status_code == 200
+        time.sleep(0.05)
+        return app.config["SECRET_KEY"] == new_key
+
+    assert poll(refreshed, timeout=10)
+    assert stats.reads > reads
+
+
+def test_after_clear_cache_the_next_request_reads_the_mapped_secrets(base_config: dict[str, Any]) -> None:
+    app, vault = init_vault(base_config, "refresh_cleared", VAULT_CACHE_TTL=300)
+
+    @app.get("/ping")
+    def ping() -> str:
+        return "pong"
+
+    web = app.test_client()
+    assert web.get("/ping").status_code == 200
+    with app.app_context():
+        stats = vault.client.cache.stats
+        reads = stats.reads
+        vault.client.clear_cache()
+    assert web.get("/ping").status_code == 200
+    assert stats.reads == reads + 2  # flask and database, read again before the request ran

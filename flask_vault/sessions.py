@@ -34,6 +34,10 @@ if TYPE_CHECKING:
 class VaultSessionInterface(SecureCookieSessionInterface):
     """Signed cookie sessions whose keys follow ``SECRET_KEY``'s versions in Vault."""
 
+    #: The last keys a serializer was built for, and that serializer: built again only when
+    #: the keys change (Flask's own interface builds one per request).
+    _last: tuple[tuple[Any, ...], URLSafeTimedSerializer] | None = None
+
     def get_signing_serializer(self, app: Flask) -> URLSafeTimedSerializer | None:
         if not app.secret_key:
             return None
@@ -43,7 +47,12 @@ class VaultSessionInterface(SecureCookieSessionInterface):
             keys.extend(reversed(signing.known_older()))
         keys.extend(app.config.get("SECRET_KEY_FALLBACKS") or [])
         keys.append(app.secret_key)  # itsdangerous signs with the last key
-        return self._serializer(keys)
+        last, key_tuple = self._last, tuple(keys)
+        if last is not None and last[0] == key_tuple:
+            return last[1]
+        serializer = self._serializer(keys)
+        self._last = (key_tuple, serializer)
+        return serializer
 
     def _serializer(self, keys: list[Any]) -> URLSafeTimedSerializer:
         return URLSafeTimedSerializer(

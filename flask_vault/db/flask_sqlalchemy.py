@@ -4,7 +4,8 @@
 * ``FlaskVault.init_app`` first: ``db.init_app`` creates them later, and they are attached
   when the app's next application context is pushed; Flask-SQLAlchemy needs one for
   every use of an engine (``db.session``, ``db.engine``, ``db.create_all()``), so no
-  connection is opened before that.
+  connection is opened before that. (Only when ``flask_sqlalchemy`` is imported by the
+  time ``FlaskVault.init_app`` runs: the wait costs every request a signal.)
 
 The default bind uses the secret behind ``SQLALCHEMY_DATABASE_URI``; other binds the
 secret ``VAULT_DATABASE_BINDS`` names for them (whose URL also goes into
@@ -18,6 +19,7 @@ name (SQLite), are left alone.
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -36,9 +38,14 @@ log = logging.getLogger(__name__)
 
 
 def follow_flask_sqlalchemy(app: Flask, logins: DatabaseLogins) -> None:
-    """Attach the app's Flask-SQLAlchemy engines now, or once ``db.init_app`` has made them."""
+    """Attach the app's Flask-SQLAlchemy engines now, or once ``db.init_app`` has made them.
+
+    Waiting for them costs every app context push (every request) a signal, so an app
+    that has not even imported Flask-SQLAlchemy by now (its ``db = SQLAlchemy()`` lives
+    in a module the app imports first) is not waited for.
+    """
     fill_bind_urls(app, logins)
-    if attach_engines(app, logins):
+    if attach_engines(app, logins) or "flask_sqlalchemy" not in sys.modules:
         return
 
     def on_push(sender: Flask, **_: Any) -> None:

@@ -23,11 +23,13 @@ from pathlib import Path
 from . import (
     cached_read,
     dynamic_switch,
+    fleet_start,
     health_throughput,
     init_requests,
     memory,
     outage_latency,
     process_start,
+    request_overhead,
     ttl_load,
 )
 from .common import PROFILES, BenchEnv, Figure, Profile, machine_info
@@ -44,6 +46,8 @@ FIGURES: dict[int, tuple[str, Callable[[BenchEnv, Profile], Figure]]] = {
     6: ("memory for cached secrets", lambda env, profile: memory.run(profile)),
     7: ("process start to app ready", process_start.run),
     8: ("throughput around a dynamic credential switch", dynamic_switch.run),
+    9: ("added per request", request_overhead.run),
+    10: ("a fleet started at once", fleet_start.run),
 }
 
 

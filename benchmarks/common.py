@@ -70,12 +70,14 @@ class Profile:
     health_clients: int
     memory_secrets: int  # (6)
     start_rounds: int  # process start rounds (7)
+    fleet: tuple[int, int] = (8, 3)  # gunicorn instances x workers started at once (10)
+    fleet_rounds: int = 2  # rounds with and without jitter (10)
 
 
 PROFILES = {
-    "full": Profile("full", 7, 200_000, 300, 15, 60.0, 2.0, 50, 3, 6.0, 1.0, 3, 10.0, 8, 10_000, 9),
-    "quick": Profile("quick", 5, 50_000, 100, 7, 10.0, 2.0, 50, 2, 3.0, 1.0, 2, 2.0, 8, 10_000, 3),
-    "smoke": Profile("smoke", 1, 2_000, 5, 1, 1.2, 0.5, 5, 1, 0.6, 0.3, 1, 0.5, 2, 200, 1),
+    "full": Profile("full", 7, 200_000, 300, 15, 60.0, 2.0, 50, 3, 6.0, 1.0, 3, 10.0, 8, 10_000, 9, (8, 3), 2),
+    "quick": Profile("quick", 5, 50_000, 100, 7, 10.0, 2.0, 50, 2, 3.0, 1.0, 2, 2.0, 8, 10_000, 3, (4, 3), 1),
+    "smoke": Profile("smoke", 1, 2_000, 5, 1, 1.2, 0.5, 5, 1, 0.6, 0.3, 1, 0.5, 2, 200, 1, (1, 2), 1),
 }
 
 

@@ -5,11 +5,11 @@
 with the same AppRole, each with its own ``PROMETHEUS_MULTIPROC_DIR``. A generated
 gunicorn configuration records when each worker is ready (``post_worker_init``), turns
 flask-vault's random spreads off in a worker when asked (the "without jitter" side of
-figure 8), and marks dead workers for ``prometheus_client`` (``child_exit``).
+figure 10), and marks dead workers for ``prometheus_client`` (``child_exit``).
 :func:`audited` reads what Vault's file audit devices saw, one request once even when a
 standby forwarded it.
 
-Used by figure 8 (``benchmarks/fleet_start.py``) and by ``tests/test_fleet.py``.
+Used by figure 10 (``benchmarks/fleet_start.py``) and by ``tests/test_fleet.py``.
 Everything listens on 127.0.0.1 and is bounded in time.
 """
 
@@ -36,33 +36,7 @@ from flask_vault.devserver import free_port_pair
 ROOT = Path(__file__).resolve().parent.parent
 
 #: The gunicorn configuration every instance runs with (see the module docstring).
-GUNICORN_CONF = """\
-import json
-import os
-import time
-
-
-def post_fork(server, worker):
-    if os.environ.get("FLEET_NO_JITTER"):
-        import flask_vault.jitter
-
-        flask_vault.jitter.ENABLED = False
-
-
-def post_worker_init(worker):
-    path = os.path.join(os.environ["FLEET_READY_DIR"], str(os.getpid()))
-    with open(path + ".tmp", "w") as out:
-        json.dump({"pid": os.getpid(), "instance": int(os.environ["FLEET_INSTANCE"]), "ready": time.time()}, out)
-    os.replace(path + ".tmp", path + ".ready")
-
-
-def child_exit(server, worker):
-    # What docs/health.md asks of every gunicorn that exports flask-vault's metrics in multiprocess mode.
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        from prometheus_client import multiprocess
-
-        multiprocess.mark_process_dead(worker.pid)
-"""
+GUNICORN_CONF = Path(__file__).with_name("fleet_gunicorn.py")
 
 
 @dataclass
@@ -94,6 +68,8 @@ class Fleet:
     jitter: bool = True
     #: gunicorn --max-requests (0: never restart a worker on its own).
     max_requests: int = 0
+    #: Record every HTTP request each worker sends (see attempts()).
+    trace: bool = False
     extra_env: dict[str, str] = field(default_factory=dict)
     instances: list[Instance] = field(default_factory=list)
     started_at: float = 0.0
@@ -121,14 +97,16 @@ class Fleet:
         )
         if not self.jitter:
             env["FLEET_NO_JITTER"] = "1"
+        if self.trace:
+            env["FLEET_TRACE_DIR"] = str(self.workdir / "trace")
         env.update(self.extra_env)
         return env
 
     def start(self) -> Fleet:
         """Start every instance, one right after the other."""
         self.ready_dir.mkdir(parents=True, exist_ok=True)
-        conf = self.workdir / "gunicorn.conf.py"
-        conf.write_text(GUNICORN_CONF)
+        (self.workdir / "trace").mkdir(exist_ok=True)
+        conf = GUNICORN_CONF
         commands = []
         for index in range(self.processes):
             port = free_port_pair()
@@ -232,6 +210,15 @@ class Fleet:
             if sample == name and set(labels.items()) <= set(sample_labels)
         )
 
+    def attempts(self) -> list[tuple[float, int, str]]:
+        """With ``trace``: every HTTP request the workers sent, as (epoch seconds, status, path), in order."""
+        found = []
+        for path in (self.workdir / "trace").glob("*.trace"):
+            for line in path.read_text().splitlines():
+                at, status, url = line.split(" ", 2)
+                found.append((float(at), int(status), url))
+        return sorted(found)
+
     # -- the end -------------------------------------------------------------------------
 
     def stop(self, timeout: float = 30.0) -> None:
@@ -279,17 +266,20 @@ def _alive(pid: int) -> bool:
 
 
 def prepare(
-    root: hvac.Client, environment: str, *, token_ttl: str = "1h", token_max_ttl: str = "4h"
+    root: hvac.Client, environment: str, *, role: str | None = None, token_ttl: str = "1h", token_max_ttl: str = "4h"
 ) -> tuple[str, str]:
-    """The example's secrets (a database in memory), its policy and its AppRole; returns (role_id, secret_id)."""
+    """The example's secrets (a database in memory), its policy and an AppRole for them (the example's
+    ``store-ci`` unless ``role`` names another); returns (role_id, secret_id)."""
     from example_app.seed import APPROLE_NAME, seed
 
-    role_id = seed(root, environment=environment, database={"url": "sqlite://"})["role_id"]
+    seed(root, environment=environment, database={"url": "sqlite://"})
     policy = f"store-erp-{environment}-app"
+    role = role or APPROLE_NAME
     root.auth.approle.create_or_update_approle(
-        APPROLE_NAME, token_policies=[policy], token_ttl=token_ttl, token_max_ttl=token_max_ttl
+        role, token_policies=[policy], token_ttl=token_ttl, token_max_ttl=token_max_ttl
     )
-    secret_id = root.auth.approle.generate_secret_id(APPROLE_NAME)["data"]["secret_id"]
+    role_id = root.auth.approle.read_role_id(role)["data"]["role_id"]
+    secret_id = root.auth.approle.generate_secret_id(role)["data"]["secret_id"]
     return role_id, secret_id
 
 

@@ -487,6 +487,8 @@ def mocked(base_config: dict[str, Any]) -> Iterator[tuple[Flask, requests_mock.M
     """An app started against the real server, then cut off from it by requests_mock."""
     app = new_app(base_config, VAULT_HEALTH_DETAILS=True, VAULT_MAX_RETRIES=0)
     url = base_config["VAULT_URL"]
+    keeper = app.extensions["vault"].client.keeper  # its background lookup of the given token comes first
+    poll(lambda: keeper.status()["token_ttl"] is not None, timeout=10)
     with requests_mock.Mocker() as mock:
         mock.get(f"{url}/v1/auth/token/lookup-self", json=LOOKUP_BODY)
         yield app, mock, url

@@ -29,6 +29,7 @@ from flask import Flask, current_app
 from flask.cli import AppGroup, NoAppException, ScriptInfo
 from flask.helpers import get_debug_flag
 
+from flask_vault.auth.census import count_role_tokens
 from flask_vault.client import VaultClient
 from flask_vault.display import safe_repr, safe_text
 from flask_vault.errors import SecretNotFoundError, VaultError
@@ -295,7 +296,13 @@ def _describe(result: ChangeResult) -> str:
 
 @vault_command("status")
 @click.option("--json", "as_json", is_flag=True, help="Print the /health/vault document (with details) instead.")
-def status_command(as_json: bool) -> None:
+@click.option(
+    "--tokens",
+    is_flag=True,
+    help="Also count the live tokens of the app's login role, to spot a leak (one request per token; the policy"
+    " must allow listing auth/token/accessors).",
+)
+def status_command(as_json: bool, tokens: bool) -> None:
     """Server, login, secrets and cache, as /health/vault sees them (exit 0 pass, 1 warn, 2 fail).
 
     Always probes Vault afresh, from this process: a secret Vault cannot give now is a
@@ -303,11 +310,16 @@ def status_command(as_json: bool) -> None:
     per check and per config key, each problem with what to do next; never a value,
     token or accessor.
     """
-    report = get_monitor(_state()).report(fresh=True)
+    state = _state()
+    report = get_monitor(state).report(fresh=True)
+    census = count_role_tokens(state.client.keeper) if tokens else None
     if as_json:
-        click.echo(report.body(details=True).decode())
+        body = report.body(details=True).decode()
+        click.echo(body if census is None else json.dumps({**json.loads(body), "tokens": census.as_dict()}))
     else:
         click.echo(format_report(report))
+        if census is not None:
+            click.echo(census.describe())
     click.get_current_context().exit(EXIT_CODES[report.status])
 
 

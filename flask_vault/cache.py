@@ -118,12 +118,16 @@ class SecretCache:
         if use_cache:
             entry = self._view.get(path)
             if entry is not None:
-                age = self.clock() - entry.read_at
+                now = self.clock()
+                age = now - entry.read_at
                 if age < self.ttl:
                     # Not under the lock: exact single-threaded, may undercount under contention.
                     self.stats.hits += 1
                     if age >= self._refresh_after and age >= self._refresh_ages.get(path, 0.0):
                         self._refresh_in_background(path, loader, seen=entry)
+                    return entry
+                if self._outage_since is not None and now < self._next_probe and age <= self.stale_max_age:
+                    self.stats.stale_serves += 1  # during an outage, between probes: the last value at once
                     return entry
             return self._get_slow(path, loader)
         return self._read_through(path, loader, serve_stale=False)
@@ -151,9 +155,16 @@ class SecretCache:
             return stale
 
     def quiet_until(self, entry: CachedSecret) -> float:
-        """Cache-clock time until which reading ``entry``'s path is a plain hit with nothing to do:
-        its refresh-ahead point (while ``entry`` is the latest)."""
-        return entry.read_at + max(self._refresh_after, self._refresh_ages.get(entry.path, 0.0))
+        """Cache-clock time until which reading ``entry``'s path again would change nothing.
+
+        For a fresh entry: its refresh-ahead point. For a stale one served during an outage:
+        the next background probe of Vault, or the end of its stale limit if sooner (a read
+        in between would serve the same entry).
+        """
+        fresh_until = entry.read_at + max(self._refresh_after, self._refresh_ages.get(entry.path, 0.0))
+        if self._outage_since is not None and self.clock() >= entry.read_at + self.ttl:
+            return min(self._next_probe, entry.read_at + self.stale_max_age)
+        return fresh_until
 
     def peek(self, path: str) -> CachedSecret | None:
         """The last good entry for ``path`` (fresh or not), without loading."""

@@ -99,8 +99,9 @@ class ConfigRefresher:
     def touch(self) -> None:
         """Before each request: make sure the mapped secrets are fresh enough to use.
 
-        While every mapped secret is before its refresh-ahead point there is nothing to
-        do, and this is one time comparison; otherwise :meth:`touch_all`.
+        While every mapped secret is before its refresh-ahead point (or, during an outage,
+        before the cache's next probe of Vault) there is nothing to do, and this is one
+        time comparison; otherwise :meth:`touch_all`.
         """
         if self._clock() < self._quiet_until:
             return

@@ -11,6 +11,7 @@ import hvac
 from core_support import init_vault, poll, write_secret
 
 from tests.conftest import FLASK_SECRET, PREFIX
+from tests.faults import TcpProxy
 
 
 def test_while_the_mapped_secrets_are_fresh_a_request_looks_up_no_cache_entry(base_config: dict[str, Any]) -> None:
@@ -79,3 +80,35 @@ def test_after_clear_cache_the_next_request_reads_the_mapped_secrets(base_config
         vault.client.clear_cache()
     assert web.get("/ping").status_code == 200
     assert stats.reads == reads + 2  # flask and database, read again before the request ran
+
+
+def test_during_an_outage_a_request_touches_the_cache_only_when_a_probe_of_vault_is_due(
+    base_config: dict[str, Any],
+) -> None:
+    proxy = TcpProxy(int(base_config["VAULT_URL"].rsplit(":", 1)[1]))
+    secrets = {"JWT_SECRET_KEY": "flask#jwt_secret", "SQLALCHEMY_DATABASE_URI": "database"}  # no session reads
+    app, vault = init_vault(
+        base_config,
+        "refresh_outage",
+        VAULT_URL=proxy.url,
+        VAULT_CACHE_TTL=0.5,
+        VAULT_MAX_RETRIES=0,
+        VAULT_TIMEOUT=1,
+        VAULT_SECRETS=secrets,
+    )
+
+    @app.get("/ping")
+    def ping() -> str:
+        return "pong"
+
+    web = app.test_client()
+    with app.app_context():
+        cache = vault.client.cache
+    proxy.set_mode("down")
+    poll(lambda: web.get("/ping").status_code == 200 and cache.outage_since is not None, timeout=10)
+    served = cache.stats.stale_serves
+    for _ in range(50):  # a few milliseconds: within one or two probe intervals (0.5 to 1 s)
+        assert web.get("/ping").status_code == 200
+    assert cache.stats.stale_serves - served <= 3 * 2  # not 50 x 2: the hook waits for the next probe
+    proxy.set_mode("forward")
+    proxy.close()

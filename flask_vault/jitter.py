@@ -12,17 +12,24 @@ before the spread): only the benchmark that measures what the spread is worth do
 
 from __future__ import annotations
 
+import os
 import random
 
 #: False: no randomness anywhere (each function returns its window's fixed end).
 ENABLED = True
+
+# A generator of our own: background threads drawing from the module-level one would move
+# the app's (possibly seeded) global random state under it. Reseeded in every forked
+# child, as the module-level one is, so preforked workers do not draw the same waits.
+_random = random.Random()
+os.register_at_fork(after_in_child=_random.seed)
 
 
 def up_to(width: float) -> float:
     """A random amount between 0 and ``width`` (0 when jitter is off)."""
     if not ENABLED or width <= 0:
         return 0.0
-    return random.uniform(0.0, width)
+    return _random.uniform(0.0, width)
 
 
 def less(value: float, fraction: float) -> float:

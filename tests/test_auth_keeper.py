@@ -258,6 +258,26 @@ def test_static_token_that_cannot_be_renewed_is_warned_about_once_before_it_expi
         assert client.token == token
 
 
+def test_the_background_lookup_of_a_given_token_backs_off_while_vault_is_unreachable() -> None:
+    clock = FakeClock()
+    with rm.Mocker() as mocked:
+        lookup = mocked.get(LOOKUP_URL, exc=requests.exceptions.ConnectionError)
+        _, keeper = mocked_keeper(clock, VAULT_TOKEN="s.given", VAULT_ROLE_ID=None, VAULT_SECRET_ID=None)
+        keeper.start()
+        clock.advance(LOOKUP_SPREAD)
+        waits = []
+        for _ in range(3):
+            wait = keeper.step()
+            assert wait is not None
+            waits.append(wait)
+            clock.advance(wait)
+        assert lookup.call_count == 3
+        assert 2.5 <= waits[0] <= 5 and 5 <= waits[1] <= 10 and 10 <= waits[2] <= 20
+        mocked.get(LOOKUP_URL, json={"data": {"ttl": 60, "creation_ttl": 60, "renewable": True, "policies": ["app"]}})
+        assert keeper.step() == pytest.approx(40)  # learned: the renewal is scheduled
+        assert keeper.status()["token_ttl"] == 60
+
+
 def test_static_renewable_token_is_renewed_but_not_revoked_at_exit() -> None:
     clock = FakeClock()
     with rm.Mocker() as mocked:

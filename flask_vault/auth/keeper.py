@@ -62,8 +62,9 @@ LOOKUP_SELF = "auth/token/lookup-self"
 #: A token given as is is looked up (to learn its TTL) in the background, at a random
 #: moment within this many seconds of start-up, so a fleet started together does not ask at once.
 LOOKUP_SPREAD = 1.0
-#: When Vault could not answer that lookup, it is tried again after about this long (seconds).
-LOOKUP_RETRY = 5.0
+#: When Vault could not answer that lookup, it is tried again after about this long, doubling
+#: up to LOOKUP_RETRY_MAX (seconds).
+LOOKUP_RETRY, LOOKUP_RETRY_MAX = 5.0, 300.0
 
 #: What the keeper logs when the renewal spine reports an event (level, message).
 _REPORTS: dict[Event, tuple[int, str]] = {
@@ -564,11 +565,11 @@ class TokenKeeper:
             detail=facts,
         )
 
-    def _look_up_soon(self, delay: float) -> None:
+    def _look_up_soon(self, delay: float, attempt: int = 0) -> None:
         generation = self.generation
-        self.renewal.call_soon(lambda: self._look_up_given_token(generation), delay)
+        self.renewal.call_soon(lambda: self._look_up_given_token(generation, attempt), delay)
 
-    def _look_up_given_token(self, generation: int) -> None:
+    def _look_up_given_token(self, generation: int, attempt: int = 0) -> None:
         """In the background: learn the TTL of a token given as is (one lookup-self)."""
         current = self.renewal.current
         if self.generation != generation or current is None or current.ttl is not None:
@@ -579,7 +580,7 @@ class TokenKeeper:
             )
         except VaultUnavailableError as exc:
             log.debug("Could not look the given Vault token up (%s); trying again later.", exc.message)
-            self._look_up_soon(jitter.less(LOOKUP_RETRY, 0.5))
+            self._look_up_soon(jitter.less(min(LOOKUP_RETRY_MAX, LOOKUP_RETRY * 2**attempt), 0.5), attempt + 1)
             return
         except VaultError as exc:  # a refused token: the first request that needs it says so
             log.debug("Could not look the given Vault token up (%s).", type(exc).__name__)

@@ -29,7 +29,7 @@ import threading
 import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 FLUSH_INTERVAL = 5.0
 
 #: Gauges whose lowest value among the workers is the one to show (the rest show the highest).
-LOWEST_IS_WORST = {"flask_vault_lease_ttl_seconds": "livemin"}
+LOWEST_IS_WORST: dict[str, Literal["livemin"]] = {"flask_vault_lease_ttl_seconds": "livemin"}
 
 #: What a snapshot gives per app name: (counter name -> running total, gauge name -> {labels: value}).
 Snapshot = dict[str, tuple[dict[str, float], dict[str, dict[tuple[str, ...], float]]]]
@@ -110,7 +110,7 @@ class MultiprocessExport:
             name: Counter(name, doc, labels, registry=None) for name, (doc, labels) in families.counters.items()
         }
         for name, (doc, labels) in families.gauges.items():
-            mode = LOWEST_IS_WORST.get(name, "livemax")
+            mode: Literal["livemin", "livemax"] = LOWEST_IS_WORST.get(name, "livemax")
             self.metrics[name] = Gauge(name, doc, labels, registry=None, multiprocess_mode=mode)
         name, doc, labels = families.durations
         self.metrics[name] = Summary(name, doc, labels, registry=None)

@@ -152,6 +152,16 @@ def test_init_without_a_terminal_or_yes_is_refused_before_it_reads_anything(
     assert absent(vault_root, unique_env, "flask") and absent(vault_root, unique_env, "database")
 
 
+def test_init_takes_a_database_secret_given_as_one_url_field(
+    base_config: dict[str, Any], vault_root: hvac.Client, unique_env: str, tmp_path: Path
+) -> None:
+    app = cli_app(base_config, unique_env, tmp_path)
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    result = vault(app, "init", "--yes", "--from-file", from_file(tmp_path, {"database": {"url": url}}))
+    assert result.exit_code == 0, result.output
+    assert current(vault_root, unique_env, "database") == (1, {"url": url})
+
+
 def test_init_creates_what_is_missing_with_generated_keys_then_changes_nothing(
     base_config: dict[str, Any], vault_root: hvac.Client, unique_env: str, tmp_path: Path
 ) -> None:

@@ -166,8 +166,12 @@ def check_given(plan: InitPlan, given: Mapping[str, Mapping[str, Any]], *, sourc
 
 
 def check_complete(item: InitItem, data: Mapping[str, Any], *, source: str) -> None:
-    """Refuse data that lacks a required field, or a database secret that would not make a URL."""
-    absent = [f for f in item.required if f not in data]
+    """Refuse data that lacks a required field, or a database secret that would not make a URL.
+
+    A database secret may be one ``url`` field instead of its parts (it is used as it is).
+    """
+    url_only = item.database and bool(data.get("url"))
+    absent = [] if url_only else [f for f in item.required if f not in data]
     if absent:
         raise VaultConfigError(
             f"{item.path} needs {', '.join(absent)}: give {'them' if len(absent) > 1 else 'it'} in {source}."

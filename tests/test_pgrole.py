@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import logging
 import os
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -117,6 +118,17 @@ def test_rotating_the_database_password_changes_the_role_in_postgresql(
 def test_rotate_all_dry_run_names_the_role(cli_app: Flask, pg_role: tuple[str, str]) -> None:
     result = vault(cli_app, "rotate", "--secret", "database", "--dry-run")
     assert result.exit_code == 0 and f"role {pg_role[0]!r}" in result.output
+
+
+def test_without_psycopg_a_paired_rotation_is_refused_before_any_backup(
+    cli_app: Flask, vault_root: hvac.Client, env: str, pg_admin: Any, pg_role: tuple[str, str], monkeypatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # the import raises ImportError
+    result = vault(cli_app, "rotate", "--secret", "database", "--yes")
+    assert result.exit_code == 1 and "needs psycopg" in result.output
+    assert current(vault_root, env, "database")[0] == 1
+    assert password_is(pg_admin, pg_role[0], pg_role[1])
+    assert not backup_files(Path(cli_app.instance_path) / "vault-backups")
 
 
 def test_a_lost_vault_write_rolls_the_role_back(

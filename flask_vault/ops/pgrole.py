@@ -91,19 +91,26 @@ class PendingPasswordChange:
             pass
 
 
+def require_driver() -> None:
+    """Raise when psycopg is missing: checked while planning, before any backup or write."""
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        raise DatabaseRotationError(
+            "Rotating a PostgreSQL password needs psycopg: pip install 'psycopg[binary]'. Nothing was changed."
+        ) from None
+
+
 def begin_password_change(old: Mapping[str, Any], new: Mapping[str, Any]) -> PendingPasswordChange:
     """Log in with ``old``'s credentials and ALTER ROLE to ``new``'s password, uncommitted.
 
     Raises :class:`DatabaseRotationError` (nothing changed anywhere) when PostgreSQL cannot
     be reached, the login fails or the role may not change its password.
     """
-    try:
-        import psycopg
-        from psycopg import sql
-    except ImportError:
-        raise DatabaseRotationError(
-            "Rotating a PostgreSQL password needs psycopg: pip install 'psycopg[binary]'. Nothing was changed."
-        ) from None
+    require_driver()
+    import psycopg
+    from psycopg import sql
+
     where = describe(old)
     username = str(old["username"])
     if str(new.get("username")) != username:

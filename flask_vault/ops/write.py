@@ -296,6 +296,7 @@ def pairing(current: CachedSecret | None, *, password_changes: bool, postgres: b
     if postgres is False or current is None or not password_changes:
         return None
     if pgrole.is_postgres_secret(current.data):
+        pgrole.require_driver()  # before the backup: a write that cannot pair must not look half done
         return pgrole.describe(current.data)
     if postgres:
         raise VaultConfigError(

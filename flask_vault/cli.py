@@ -365,7 +365,10 @@ def put_command(name: str, from_file: TextIO | None, field_names: tuple[str, ...
     _refuse_extra_arguments()
     check_secret_name(name)
     for position, field_name in enumerate(field_names, start=1):
-        check_field_name(field_name, argument=f"--field ({_ordinal(position)})")
+        try:
+            check_field_name(field_name, argument=f"--field ({_ordinal(position)})")
+        except VaultError as exc:
+            raise click.UsageError(exc.message) from None
     _require_yes_or_terminal(yes)
     given = _read_put_input(from_file, field_names)
     client, store = _client(), _store()
@@ -505,7 +508,9 @@ def versions_command(name: str) -> None:
 @yes_option
 def rotate_command(rotate_all: bool, name: str | None, field_names: tuple[str, ...], dry_run: bool, yes: bool) -> None:
     """Give secret fields strong new values (backup first, check-and-set)."""
-    if rotate_all == bool(name):
+    if rotate_all and name:
+        raise click.UsageError("Give --all or --secret NAME, not both.")
+    if not rotate_all and not name:
         raise click.UsageError("Give --all or --secret NAME.")
     if field_names and not name:
         raise click.UsageError("--field needs --secret NAME.")
@@ -805,8 +810,9 @@ def _init_values(plan: InitPlan, given: dict[str, dict[str, Any]]) -> dict[str, 
     values = {item.name: dict(given.get(item.name, {})) for item in plan.to_create}
     interactive = _interactive()
     for item in plan.to_create:
+        url_given = item.database and bool(values[item.name].get("url"))
         for field_name in item.ask:
-            if field_name not in values[item.name] and interactive:
+            if field_name not in values[item.name] and interactive and not url_given:
                 value = _prompt_field(item, field_name)
                 if value:
                     values[item.name][field_name] = value

@@ -118,7 +118,7 @@ def test_put_refuses_a_field_name_that_could_be_a_value(
     cli_app: Flask, vault_root: hvac.Client, env: str, name: str
 ) -> None:
     result = vault(cli_app, "put", "payments", "--field", name, "--merge", "--yes", input="sk-live-piped-1f2e\n")
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == 2, result.output  # a usage mistake
     assert "Invalid field name in --field" in result.output
     assert "sk-live" not in result.output and "\x1b" not in result.output
     assert current(vault_root, env, "payments") == (1, {"api_key": "pay-key-7f3a9c1e5b"})

@@ -182,6 +182,15 @@ def test_rotate_flask_rotates_both_keys_after_a_0600_backup(
     assert not [p for p in backup_dir.iterdir() if p.name.startswith(".tmp")]
 
 
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [((), "Give --all or --secret NAME."), (("--all", "--secret", "flask"), "Give --all or --secret NAME, not both.")],
+)
+def test_rotate_says_which_of_all_and_secret_to_give(cli_app: Flask, args: tuple[str, ...], says: str) -> None:
+    result = vault(cli_app, "rotate", *args, "--dry-run")
+    assert result.exit_code == 2 and says in result.output
+
+
 def test_rotate_plaintext_backups_warn_in_one_line(cli_app: Flask) -> None:
     result = vault(cli_app, "rotate", "--secret", "flask", "--yes")
     warnings = [line for line in result.output.splitlines() if line.startswith("warning:")]

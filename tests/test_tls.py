@@ -10,6 +10,7 @@ naming the URL and the CA in use.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,12 +92,16 @@ def client_at(url: str, listeners: Listeners, **config: Any) -> VaultClient:
 
 @pytest.fixture
 def sends(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Every HTTP request sent (the real send still happens): proves a failure is not retried."""
+    """Every HTTP request the test's own thread sends (the real send still happens): proves a
+    failure is not retried. Background threads (a keeper's lookup of another test's token)
+    are not counted."""
     sent: list[str] = []
     original = requests.Session.send
+    test_thread = threading.get_ident()
 
     def counting(self: requests.Session, request: requests.PreparedRequest, **kwargs: Any) -> Any:
-        sent.append(str(request.url))
+        if threading.get_ident() == test_thread:
+            sent.append(str(request.url))
         return original(self, request, **kwargs)
 
     monkeypatch.setattr(requests.Session, "send", counting)

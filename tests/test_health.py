@@ -483,9 +483,14 @@ FORBIDDEN.update({"mock-token-id-value", "mock-accessor-value"})
 
 
 @pytest.fixture
-def mocked(base_config: dict[str, Any]) -> Iterator[tuple[Flask, requests_mock.Mocker, str]]:
-    """An app started against the real server, then cut off from it by requests_mock."""
-    app = new_app(base_config, VAULT_HEALTH_DETAILS=True, VAULT_MAX_RETRIES=0)
+def mocked(base_config: dict[str, Any], vault_root: hvac.Client) -> Iterator[tuple[Flask, requests_mock.Mocker, str]]:
+    """An app started against the real server, then cut off from it by requests_mock.
+
+    It has a token of its own, so its requests can be told from those of other tests' apps
+    whose keepers still run in the background (requests_mock sees every thread's requests).
+    """
+    token = vault_root.auth.token.create(policies=["root"], ttl="1h")["auth"]["client_token"]
+    app = new_app(base_config, VAULT_HEALTH_DETAILS=True, VAULT_MAX_RETRIES=0, VAULT_TOKEN=token)
     url = base_config["VAULT_URL"]
     keeper = app.extensions["vault"].client.keeper  # its background lookup of the given token comes first
     poll(lambda: keeper.status()["token_ttl"] is not None, timeout=10)
@@ -494,8 +499,13 @@ def mocked(base_config: dict[str, Any]) -> Iterator[tuple[Flask, requests_mock.M
         yield app, mock, url
 
 
-def calls(mock: requests_mock.Mocker, path: str) -> int:
-    return sum(1 for r in mock.request_history if r.path == path)
+def calls(mock: requests_mock.Mocker, path: str, *, token: str | None = None) -> int:
+    """Requests to ``path`` (with ``token``: only those that carried it)."""
+    return sum(
+        1
+        for r in mock.request_history
+        if r.path == path and (token is None or r.headers.get("X-Vault-Token") == token)
+    )
 
 
 @pytest.mark.parametrize(
@@ -610,13 +620,17 @@ def test_the_probe_is_cached_one_health_call_and_one_lookup_per_window(
     monitor = app.extensions["vault"].health
     clock = FakeClock()
     monitor.clock = clock
+    token = app.extensions["vault"].client.token
+
+    def lookups() -> int:
+        return calls(mock, "/v1/auth/token/lookup-self", token=token)
 
     def hit(_: int) -> int:
         return int(app.test_client().get("/health/vault").status_code)
 
     with ThreadPoolExecutor(8) as pool:
         assert set(pool.map(hit, range(200))) == {200}
-    assert (calls(mock, "/v1/sys/health"), calls(mock, "/v1/auth/token/lookup-self")) == (1, 1)
+    assert (calls(mock, "/v1/sys/health"), lookups()) == (1, 1)
 
     clock.advance(4.9)
     with ThreadPoolExecutor(8) as pool:
@@ -626,7 +640,7 @@ def test_the_probe_is_cached_one_health_call_and_one_lookup_per_window(
     clock.advance(0.2)  # the window (VAULT_HEALTH_CACHE_SECONDS = 5) has passed
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(hit, range(50)))
-    assert (calls(mock, "/v1/sys/health"), calls(mock, "/v1/auth/token/lookup-self")) == (2, 2)
+    assert (calls(mock, "/v1/sys/health"), lookups()) == (2, 2)
     with app.app_context():
         assert app.extensions["vault"].health.probes == 2
 

@@ -1,7 +1,7 @@
 """Least-privilege Vault policies for the app and for the operator who rotates its secrets.
 
-The templates here are the ones shipped as ``policies/app.hcl``, ``policies/rotator.hcl``
-and ``policies/database.hcl`` (a test keeps them identical). Placeholders:
+The templates are the files shipped in the package, ``flask_vault/policies/app.hcl``,
+``rotator.hcl`` and ``database.hcl``, read once at import. Placeholders:
 
 ``${mount}``
     the KV v2 mount (``VAULT_MOUNT_POINT``, e.g. ``secret``);
@@ -26,74 +26,21 @@ Vault itself does with two blocks for one path, written out).
 from __future__ import annotations
 
 import re
+from importlib.resources import files
 from string import Template
 
 from flask_vault.errors import VaultConfigError
 from flask_vault.paths import check_path_part
 
-APP_POLICY = """\
-# flask-vault: the app's policy. Read this app's secrets in one environment; nothing else.
-# Placeholders: ${mount} ${prefix} ${environment} (render: flask vault policy app).
-# KV v2 keeps values under <mount>/data/ and names and versions under <mount>/metadata/;
-# "list" on a data/ path does nothing, so listing is granted on metadata/.
 
-path "${mount}/data/${prefix}/${environment}/*" {
-  capabilities = ["read"]
-}
+def _shipped(kind: str) -> str:
+    """The template as shipped in ``flask_vault/policies/<kind>.hcl``: one text, two uses."""
+    return (files("flask_vault") / "policies" / f"{kind}.hcl").read_text(encoding="utf-8")
 
-path "${mount}/metadata/${prefix}/${environment}/*" {
-  capabilities = ["list"]
-}
-"""
 
-ROTATOR_POLICY = """\
-# flask-vault: the rotator's policy (flask vault rotate, rollback, restore, put, backup).
-# Placeholders: ${mount} ${prefix} ${environment} ${transit_mount} ${transit_key}
-# (render: flask vault policy rotator).
-# Writes are create/update only: no delete, destroy or metadata changes, so KV version
-# history (which rollback and recovery rely on) cannot be erased with this token.
-
-path "${mount}/data/${prefix}/${environment}/*" {
-  capabilities = ["create", "read", "update"]
-}
-
-path "${mount}/metadata/${prefix}/${environment}/*" {
-  capabilities = ["list", "read"]
-}
-
-# BEGIN transit: backups encrypted with VAULT_BACKUP_TRANSIT_KEY
-path "${transit_mount}/encrypt/${transit_key}" {
-  capabilities = ["update"]
-}
-
-path "${transit_mount}/decrypt/${transit_key}" {
-  capabilities = ["update"]
-}
-# END transit
-"""
-
-DATABASE_POLICY = """\
-# flask-vault: the app's policy for dynamic database credentials (VAULT_DATABASE_ROLE).
-# Placeholders: ${database_mount} ${database_role} (render: flask vault policy database).
-# Credentials of one role (dynamic, or static); renew and revoke the leases they come with.
-# sys/leases/* take a lease id, which only the process that got the credentials holds.
-
-path "${database_mount}/creds/${database_role}" {
-  capabilities = ["read"]
-}
-
-path "${database_mount}/static-creds/${database_role}" {
-  capabilities = ["read"]
-}
-
-path "sys/leases/renew" {
-  capabilities = ["update"]
-}
-
-path "sys/leases/revoke" {
-  capabilities = ["update"]
-}
-"""
+APP_POLICY = _shipped("app")
+ROTATOR_POLICY = _shipped("rotator")
+DATABASE_POLICY = _shipped("database")
 
 TEMPLATES = {"app": APP_POLICY, "rotator": ROTATOR_POLICY, "database": DATABASE_POLICY}
 KV_VERSIONS = (1, 2)

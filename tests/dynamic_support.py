@@ -12,10 +12,12 @@ with the password Vault handed out for that very user.
 
 from __future__ import annotations
 
+import os
 import secrets
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import hvac
@@ -30,6 +32,23 @@ ADMIN = "fv_vault_mgmt"
 PROBE_TABLE = "fv_dynamic_probe"
 PROBE_QUERY = f"SELECT current_user, count(*) FROM {PROBE_TABLE}"
 HBA_MARK = "# flask-vault dynamic test line"
+
+
+def child_environment(
+    base_config: dict[str, Any], environment: str, role: str, home: Path, **extra: str
+) -> dict[str, str]:
+    """The environment of an app process started by a test: this one's, minus any VAULT_/BAO_
+    variable, pointed at the test server with a database role."""
+    child = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_"))}
+    child.update(
+        HOME=str(home),
+        VAULT_ADDR=base_config["VAULT_URL"],
+        VAULT_TOKEN=base_config["VAULT_TOKEN"],
+        VAULT_ENVIRONMENT=environment,
+        VAULT_DATABASE_ROLE=role,
+        **extra,
+    )
+    return child
 
 
 def prepare_database(admin: Any) -> str:

@@ -37,6 +37,7 @@ from core_support import assert_no_leak, poll
 from dynamic_app import PROBE_QUERY, build_app, db
 from dynamic_support import (
     address_secret,
+    child_environment,
     drop_vault_users,
     engine_password,
     make_role,
@@ -165,16 +166,7 @@ def test_gunicorn_workers_each_get_users_of_their_own(
 ) -> None:
     role = make_role(vault_root, engine_password, default_ttl="5s", max_ttl="15s")
     seed_kv(vault_root, unique_env)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_"))}
-    env.update(
-        HOME=str(tmp_path),
-        VAULT_ADDR=base_config["VAULT_URL"],
-        VAULT_TOKEN=base_config["VAULT_TOKEN"],
-        VAULT_ENVIRONMENT=unique_env,
-        VAULT_DATABASE_ROLE=role,
-        VAULT_HEALTH_URL="none",
-        DYNAMIC_LOG="1",
-    )
+    env = child_environment(base_config, unique_env, role, tmp_path, VAULT_HEALTH_URL="none", DYNAMIC_LOG="1")
     port = free_port_pair()
     base = f"http://127.0.0.1:{port}"
     command = [

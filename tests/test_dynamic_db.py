@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ from core_support import FakeClock, poll
 from dynamic_app import PROBE_QUERY, build_app, db, vault
 from dynamic_support import (
     address_secret,
+    child_environment,
     engine_password,
     make_role,
     make_static_role,
@@ -414,14 +414,7 @@ def test_bad_database_settings_are_refused_at_start_up(
 def test_the_lease_is_revoked_when_the_process_exits(
     base_config: dict[str, Any], env: str, role: str, pg_admin: Any, tmp_path: Path
 ) -> None:
-    child_env = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_"))}
-    child_env.update(
-        HOME=str(tmp_path),
-        VAULT_ADDR=base_config["VAULT_URL"],
-        VAULT_TOKEN=base_config["VAULT_TOKEN"],
-        VAULT_ENVIRONMENT=env,
-        VAULT_DATABASE_ROLE=role,
-    )
+    child_env = child_environment(base_config, env, role, tmp_path)
     code = "import dynamic_app; print(dynamic_app.create_app().test_client().get('/db').get_json()['user'])"
     run = subprocess.run(
         [sys.executable, "-c", code], cwd=REPO / "tests", env=child_env, capture_output=True, text=True, timeout=60
@@ -435,14 +428,7 @@ def test_the_lease_is_revoked_when_the_process_exits(
 def test_flask_vault_status_in_a_fresh_process_shows_the_lease_and_revokes_it_at_exit(
     base_config: dict[str, Any], env: str, role: str, pg_admin: Any, tmp_path: Path
 ) -> None:
-    child_env = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_"))}
-    child_env.update(
-        HOME=str(tmp_path),
-        VAULT_ADDR=base_config["VAULT_URL"],
-        VAULT_TOKEN=base_config["VAULT_TOKEN"],
-        VAULT_ENVIRONMENT=env,
-        VAULT_DATABASE_ROLE=role,
-    )
+    child_env = child_environment(base_config, env, role, tmp_path)
     command = [sys.executable, "-m", "flask", "--app", "tests/dynamic_app.py:create_app", "vault", "status"]
     before = vault_users(pg_admin)
     run = subprocess.run(command, cwd=REPO, env=child_env, capture_output=True, text=True, timeout=60)

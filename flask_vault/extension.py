@@ -123,10 +123,10 @@ class FlaskVault:
     @staticmethod
     def _register(app: Flask, settings: VaultSettings) -> None:
         from flask_vault.cli import vault_cli
-        from flask_vault.health.view import health_bp
+        from flask_vault.health import view
 
         if settings.health_url is not None:
-            app.register_blueprint(health_bp, url_prefix=settings.health_url)
+            view.register(app, settings.health_url)
         app.cli.add_command(vault_cli)
 
     # -- the current app's state -------------------------------------------------------

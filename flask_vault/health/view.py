@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import hmac
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Flask, Response, request
+from werkzeug.routing import Rule
 
 from flask_vault.health.checks import CHECKS
 from flask_vault.health.monitor import get_monitor
@@ -61,3 +63,45 @@ def render(state: VaultState) -> Response:
 @health_bp.route("", methods=["GET"])
 def vault_health() -> Response:
     return render(get_state())
+
+
+def register(app: Flask, url: str) -> None:
+    """Add the health route to ``app`` at ``url``.
+
+    With Flask's own rule class, the route's URL builders are compiled on its first
+    ``url_for``, not at ``init_app``: Werkzeug compiles two small functions per rule when it
+    is added, most of what registering a route costs, and a load balancer's route is
+    matched, rarely built.
+    """
+    if app.url_rule_class is not Rule or not _BUILDERS_CAN_WAIT:
+        app.register_blueprint(health_bp, url_prefix=url)
+        return
+    own = vars(app).get("url_rule_class")  # None: the class's, as almost always
+    app.url_rule_class = BuildOnFirstUseRule
+    try:
+        app.register_blueprint(health_bp, url_prefix=url)
+    finally:
+        if own is None:
+            del app.url_rule_class
+        else:
+            app.url_rule_class = own
+
+
+#: The hook BuildOnFirstUseRule relies on exists in this Werkzeug (it is internal to it).
+_BUILDERS_CAN_WAIT = callable(getattr(Rule, "_compile_builder", None))
+
+
+class BuildOnFirstUseRule(Rule):
+    """A :class:`~werkzeug.routing.Rule` whose URL builders are compiled when first used."""
+
+    def _compile_builder(self, append_unknown: bool = True) -> Callable[..., tuple[str, str]]:
+        compiled: Callable[..., tuple[str, str]] | None = None
+        compile_now = super()._compile_builder
+
+        def build(rule: Rule, *args: Any, **kwargs: Any) -> tuple[str, str]:
+            nonlocal compiled
+            if compiled is None:  # two threads may both compile: the same function either way
+                compiled = compile_now(append_unknown)
+            return compiled(rule, *args, **kwargs)
+
+        return build

@@ -8,6 +8,7 @@ the key, the value (never for a credential) and what was expected.
 
 from __future__ import annotations
 
+import copy
 import ipaddress
 import json
 import logging
@@ -349,7 +350,11 @@ class VaultSettings:
 
     def without_login_credentials(self) -> VaultSettings:
         """These settings with every login credential removed (the authenticator holds them)."""
-        return self.replace(**{spec.attr: None for spec in _SPECS if spec.credential == LOGIN})
+        clean = copy.copy(self)  # the values were checked already: no need to build them again
+        for spec in _SPECS:
+            if spec.credential == LOGIN:
+                object.__setattr__(clean, spec.attr, None)
+        return clean
 
     def replace(self, **changes: Any) -> VaultSettings:
         known = {f.name for f in fields(self)}
@@ -425,6 +430,8 @@ class _Lookup:
     def __init__(self, config: Mapping[str, Any], environ: Mapping[str, str], overrides: Mapping[str, Any]) -> None:
         self.config = config
         self.environ = environ
+        #: The names once: a miss in os.environ costs a KeyError, and most settings are missing.
+        self.environ_names = set(environ)
         self.overrides = overrides
 
     def get(self, key: str, aliases: tuple[str, ...]) -> Any:
@@ -432,9 +439,12 @@ class _Lookup:
             return self.overrides[key]
         if key in self.config:
             return self.config[key]
-        for name in (key, *aliases):
-            if name in self.environ:
-                return self.environ[name]
+        names = self.environ_names
+        if key in names:
+            return self.environ[key]
+        for alias in aliases:
+            if alias in names:
+                return self.environ[alias]
         return _MISSING
 
 

@@ -9,7 +9,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import subprocess
+import sys
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -271,3 +274,78 @@ def test_at_exit_the_newest_spine_is_closed_first(monkeypatch: pytest.MonkeyPatc
     assert spine.live() == [token.renewal, lease.renewal]  # oldest first: the order forks take
     spine._close_all_at_exit()
     assert closed == ["lease", "token"]  # the lease is revoked while the token still works
+
+
+def test_every_spine_of_a_process_is_served_by_one_background_thread() -> None:
+    leases = [FakeLease(FakeClock(), ttl=0.3, background=True) for _ in range(3)]
+    for lease in leases:
+        lease.renewal.clock = time.monotonic  # real time: the background thread sleeps for real
+        lease.renewal.flight(lambda lease=lease: lease.renewal.replace("first use"))
+    try:
+        wait_for(lambda: all(lease.renewals >= 2 for lease in leases), timeout=10)
+        threads = {lease.renewal.thread for lease in leases}
+        assert len(threads) == 1
+        (thread,) = threads
+        assert thread is not None and thread.daemon and thread.name == "flask-vault-renewal"
+        assert [t for t in threading.enumerate() if t.name == "flask-vault-renewal"] == [thread]
+        assert all(len(lease.issued) == 1 for lease in leases)  # renewed, never replaced: none was late
+    finally:
+        for lease in leases:
+            lease.renewal.close(revoke=False)
+    assert all(lease.renewal.thread is None for lease in leases)
+
+
+SPINE_IN_A_FRESH_PROCESS = """
+import json, threading, time
+from flask_vault.auth.renewal import Renewal, Term
+
+class RenewedOnce:
+    renewals = 0
+    def renew(self):
+        self.renewals += 1
+        return Term(ttl=0, renewable=False)  # never expires from now on: nothing more to schedule
+    def replace(self, reason): return None
+    def revoke(self, timeout): pass
+    def drop(self): pass
+    def after_fork(self): pass
+    def report(self, event, **details): pass
+
+def background_threads():
+    return [t for t in threading.enumerate() if t.name == "flask-vault-renewal"]
+
+def until(predicate):
+    deadline = time.monotonic() + 10
+    while not predicate() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return predicate()
+
+report = {"before": len(background_threads())}
+threads = set()
+for round in ("first", "again"):
+    subject = RenewedOnce()
+    spine = Renewal(subject, name="fresh")
+    spine.install(Term(ttl=0.3, renewable=True))
+    spine.ensure_thread()
+    threads.add(spine.thread)
+    report[round + "_renewed"] = until(lambda: subject.renewals == 1)
+    report[round + "_let_go"] = until(lambda: spine.thread is None)
+report["threads"] = len(threads)
+report["idle_threads_left"] = len(background_threads())
+print(json.dumps(report))
+"""
+
+
+def test_the_background_thread_lets_a_spine_go_when_it_has_nothing_scheduled_and_serves_the_next_one() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", SPINE_IN_A_FRESH_PROCESS], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {
+        "before": 0,
+        "first_renewed": True,
+        "first_let_go": True,
+        "again_renewed": True,
+        "again_let_go": True,
+        "threads": 1,
+        "idle_threads_left": 1,
+    }

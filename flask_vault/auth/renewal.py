@@ -12,8 +12,10 @@ be renewed, replaced and revoked (a :class:`Renewable`). Its :class:`Renewal`
   before the end of something it can neither renew nor replace;
 * runs one renewal or replacement at a time: threads that need one while it is under way
   wait for it and share its outcome (:meth:`Renewal.flight`);
-* does its background work in one daemon thread, alive only while something is
-  scheduled, that holds the spine through a weak reference;
+* does its background work in the process's one background thread: a daemon shared by
+  every spine, started by the first one that has something scheduled, idle (asleep on an
+  event) while none has, holding spines through weak references. A process with a token
+  and leases, or many apps, has one such thread, and an app after the first starts none;
 * survives ``os.fork()``: the child gets new locks and no thread; something this process
   obtained itself (``replaceable``) is dropped in the child, never shared, and the
   child's own thread gets a new one at once (spines in the order they were made, so a
@@ -162,7 +164,7 @@ class Renewal(Generic[D]):
 
     ``clock`` (monotonic seconds) and ``background=False`` let tests drive :meth:`step` by
     hand; ``jitter`` is the largest fraction taken off the renewal point; ``name`` names
-    the thread; a thread waiting on another's renewal gives up after ``flight_timeout``.
+    it in log lines; a thread waiting on another's renewal gives up after ``flight_timeout``.
     """
 
     def __init__(
@@ -196,8 +198,8 @@ class Renewal(Generic[D]):
         self._pid = os.getpid()
         self._lock = threading.Lock()
         self._flight: Future[int] | None = None
-        self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
+        #: Held by the background thread while it runs this spine's step (stop waits for it).
+        self._stepping = threading.Lock()
 
     # -- what others read --------------------------------------------------------------
 
@@ -217,8 +219,8 @@ class Renewal(Generic[D]):
 
     @property
     def thread(self) -> threading.Thread | None:
-        """The background thread, while there is one."""
-        return self._thread
+        """The background thread, while it has work of this spine's."""
+        return _WORKER.thread_for(self)
 
     def expires_in(self) -> float | None:
         """Seconds until the current one expires (negative: it has); None: unknown or never."""
@@ -238,7 +240,7 @@ class Renewal(Generic[D]):
             self._current = held
             self._generation += 1
             self._acquire_soon = False
-        self._wake.set()
+        _WORKER.nudge(self)
 
     def update(self, term: Term[D]) -> None:
         """More is known of the one in use (a lookup): schedule again from what ``term`` says."""
@@ -275,8 +277,8 @@ class Renewal(Generic[D]):
         if current is None or not current.replaceable or self._stopped:
             return
         current.action, current.next_at, current.reason = "replace", self.clock(), reason
-        self._wake.set()
         self.ensure_thread()
+        _WORKER.nudge(self)
 
     def call_soon(self, body: Callable[[], object], delay: float = 0.0) -> None:
         """Run ``body`` in the background thread ``delay`` seconds from now, once.
@@ -286,8 +288,8 @@ class Renewal(Generic[D]):
         one. An exception of ``body`` is logged, not raised.
         """
         self._soon = (self.clock() + delay, body)
-        self._wake.set()
         self.ensure_thread()
+        _WORKER.nudge(self)
 
     # -- single flight -----------------------------------------------------------------
 
@@ -385,33 +387,36 @@ class Renewal(Generic[D]):
         return self._acquire_soon or self._soon is not None or self._next_at() is not None
 
     def ensure_thread(self) -> None:
-        """Start the background thread when something is scheduled and none runs."""
-        if not self.background or self._stopped:
+        """Hand this spine to the background thread when something is scheduled (starting it if none runs)."""
+        if not self.background or self._stopped or not self._needs_thread():
             return
-        running = self._thread
-        if running is not None and running.is_alive():
-            return  # the common case, without taking the lock
-        if not self._needs_thread():
-            return
-        with self._lock:
-            if not self._needs_thread() or (self._thread is not None and self._thread.is_alive()):
-                return
-            thread = threading.Thread(target=_run, args=(weakref.ref(self),), name=self.name, daemon=True)
-            self._thread = thread
-        thread.start()
+        _WORKER.serve(self)
 
     def resume(self) -> None:
         """Undo :meth:`stop`: scheduled work runs again."""
         self._stopped = False
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Stop the background thread (waits up to ``timeout``). The current one stays in use."""
+        """Stop background work (waits up to ``timeout`` for a step under way). The current one stays in use."""
         self._stopped = True
-        with self._lock:
-            thread, self._thread = self._thread, None
-        self._wake.set()
-        if thread is not None and thread is not threading.current_thread() and thread.is_alive():
-            thread.join(timeout)
+        _WORKER.forget(self)
+        if not _WORKER.is_current_thread() and self._stepping.acquire(timeout=max(0.0, timeout)):
+            self._stepping.release()
+
+    def background_step(self) -> float | None:
+        """:meth:`step` as the background thread runs it: never raises; None: nothing more to do."""
+        with self._stepping:
+            if self._stopped:
+                return None
+            try:
+                return self.step()
+            except Exception:
+                log.exception("The %s's background work failed; trying again in %ss.", self.name, RETRY_MIN * 10)
+                return RETRY_MIN * 10
+
+    def needs_background(self) -> bool:
+        """Something is scheduled (the background thread keeps serving this spine)."""
+        return not self._stopped and self._needs_thread()
 
     def close(self, *, revoke: bool | None = None, timeout: float = 2.0) -> None:
         """Stop, revoke the current one (None: when its term says so), and forget it."""
@@ -556,28 +561,83 @@ def _unreachable(exc: VaultError) -> bool:
     return isinstance(exc, VaultUnavailableError) and (exc.status is None or exc.status in (429, 472, 473, 503))
 
 
-def _run(ref: weakref.ref[Renewal[Any]]) -> None:
-    """The background thread: step, then sleep until the next thing is due or a wake-up."""
-    while True:
-        renewal = ref()
-        if renewal is None or renewal._stopped or renewal._thread is not threading.current_thread():
+class _Worker:
+    """The process's one background thread: runs the due work of every spine it serves.
+
+    Spines are served in the order they were made (a token before the leases obtained
+    with it) and one at a time: a slow step (Vault hung) delays the others, which would
+    wait on the same Vault. Once started, the thread stays for the life of the process
+    (asleep while no spine has anything scheduled), so later apps and clients start none.
+    """
+
+    NAME = "flask-vault-renewal"
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        """No thread, nothing served (a forked child: the parent's thread does not exist here)."""
+        self.lock = threading.Lock()
+        self.wake = threading.Event()
+        self.thread: threading.Thread | None = None
+        self.spines: weakref.WeakSet[Renewal[Any]] = weakref.WeakSet()
+
+    def serve(self, spine: Renewal[Any]) -> None:
+        """Serve ``spine`` from now on (nothing to do when it is served: the common case, lock-free)."""
+        if self.thread is not None and spine in self.spines:
             return
-        wake = renewal._wake
-        wake.clear()
-        try:
-            delay = renewal.step()
-        except Exception:
-            log.exception("The %s thread failed; trying again in %ss.", renewal.name, RETRY_MIN * 10)
-            delay = RETRY_MIN * 10
-        if delay is None:
-            with renewal._lock:
-                if not renewal._needs_thread():
-                    if renewal._thread is threading.current_thread():
-                        renewal._thread = None
+        with self.lock:
+            self.spines.add(spine)
+            thread = self.thread
+            start = thread is None
+            if thread is None:
+                thread = self.thread = threading.Thread(target=self._run, name=self.NAME, daemon=True)
+        self.wake.set()
+        if start:
+            thread.start()
+
+    def nudge(self, spine: Renewal[Any]) -> None:
+        """What ``spine`` has scheduled changed: look again, when it is served."""
+        if spine in self.spines:
+            self.wake.set()
+
+    def forget(self, spine: Renewal[Any]) -> None:
+        with self.lock:
+            self.spines.discard(spine)
+        self.wake.set()
+
+    def thread_for(self, spine: Renewal[Any]) -> threading.Thread | None:
+        thread = self.thread
+        return thread if thread is not None and spine in self.spines else None
+
+    def is_current_thread(self) -> bool:
+        return self.thread is threading.current_thread()
+
+    def _run(self) -> None:
+        """Step every spine served, then sleep until the next thing is due or a wake-up."""
+        me = threading.current_thread()
+        while True:
+            self.wake.clear()
+            with self.lock:
+                if self.thread is not me:
                     return
-            delay = 0.0
-        del renewal
-        wake.wait(delay)
+                spines = sorted(self.spines, key=lambda spine: spine._order)
+            delays = [delay for delay in map(self._step, spines) if delay is not None]
+            del spines  # hold no spine while asleep: an app that is gone takes its spines with it
+            self.wake.wait(min(delays) if delays else None)
+
+    def _step(self, spine: Renewal[Any]) -> float | None:
+        delay = spine.background_step()
+        if delay is not None:
+            return delay
+        with self.lock:
+            if spine.needs_background():
+                return 0.0  # scheduled while it stepped
+            self.spines.discard(spine)
+        return None
+
+
+_WORKER = _Worker()
 
 
 #: Every live spine of this process, for fork and exit handling.
@@ -592,6 +652,7 @@ def live() -> list[Renewal[Any]]:
 
 
 def _after_fork_in_child() -> None:
+    _WORKER.reset()
     for renewal in live():
         renewal._after_fork_in_child()
 

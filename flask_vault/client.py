@@ -23,6 +23,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -127,10 +128,14 @@ class VaultClient:
             clock=clock,
             on_fork=self._after_fork,
         )
-        #: Where writes back up the version they replace (see flask_vault.ops.backup).
-        self.backups = BackupStore.for_client(
-            self, Path(backup_dir).expanduser() if backup_dir is not None else default_backup_dir(settings)
-        )
+        self._backup_dir = backup_dir
+
+    @cached_property
+    def backups(self) -> BackupStore:
+        """Where writes back up the version they replace (see flask_vault.ops.backup); made on first use."""
+        backup_dir = self._backup_dir
+        directory = Path(backup_dir).expanduser() if backup_dir is not None else default_backup_dir(self.settings)
+        return BackupStore.for_client(self, directory)
 
     # -- construction ----------------------------------------------------------------
 

@@ -10,6 +10,7 @@ so what an operator reads is what the text is.
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Iterable
 
 #: Longest text shown from a file or an answer (characters, before escaping).
 DEFAULT_LIMIT = 200
@@ -50,3 +51,23 @@ def safe_text(value: object, limit: int = DEFAULT_LIMIT) -> str:
 def safe_repr(value: object, limit: int = DEFAULT_LIMIT) -> str:
     """Like :func:`safe_text`, in quotes, for a name inside a sentence: ``'flask'``."""
     return f"'{safe_text(value, limit)}'"
+
+
+def closest(word: str, candidates: Iterable[str], *, cutoff: float = 0.6) -> str | None:
+    """The candidate most like ``word`` (difflib's ratio at least ``cutoff``), or None; never ``word`` itself.
+
+    For names only (secret names, field names, setting keys): a value is never a candidate.
+    """
+    if not isinstance(word, str):
+        return None
+    import difflib  # only a message that is already being written needs it
+
+    options = [c for c in candidates if isinstance(c, str) and c != word]
+    found = difflib.get_close_matches(word, options, n=1, cutoff=cutoff)
+    return found[0] if found else None
+
+
+def did_you_mean(word: str, candidates: Iterable[str]) -> str:
+    """`` Did you mean 'flask'?`` (with its leading space) for the closest candidate, or ``""``."""
+    found = closest(word, candidates)
+    return f" Did you mean {safe_repr(found)}?" if found is not None else ""

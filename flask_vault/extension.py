@@ -25,7 +25,7 @@ from flask_vault.mapping import DATABASE_KEY, SecretSource, keys_by_name, parse_
 from flask_vault.ops.backup import DEFAULT_DIRNAME
 from flask_vault.paths import check_secret_name
 from flask_vault.refresh import ChangeCallback, ConfigRefresher
-from flask_vault.settings import CREDENTIAL_KEYS, FALLBACK_ENV_NAMES, VaultSettings
+from flask_vault.settings import CREDENTIAL_KEYS, FALLBACK_ENV_NAMES, VaultSettings, warn_unknown_settings
 from flask_vault.state import CLI, OFFLINE, VaultState, get_state, load_mode, refuse_second_registration, set_state
 
 if TYPE_CHECKING:
@@ -58,6 +58,7 @@ class FlaskVault:
         The app's client backs up to ``VAULT_BACKUP_DIR``, else ``<instance folder>/vault-backups``.
         """
         refuse_second_registration(app)
+        warn_unknown_settings(app.config, os.environ)  # a misspelt VAULT_* name would otherwise be ignored silently
         settings = VaultSettings.load(app.config, os.environ, default_prefix=app.name)
         authenticator = authenticator_from_settings(settings)  # checks the login settings
         settings = settings.without_login_credentials()  # from here on only the authenticator holds them

@@ -643,3 +643,71 @@ _SPECS: tuple[_Spec, ...] = (
 CREDENTIAL_KEYS = frozenset(spec.key for spec in _SPECS if spec.credential)
 #: Login credentials: removed from ``app.config`` once the authenticator holds them.
 LOGIN_CREDENTIAL_KEYS = tuple(spec.key for spec in _SPECS if spec.credential == LOGIN)
+
+
+#: The Vault and OpenBao CLIs' (and servers') own environment variables: never taken for a misspelt setting.
+#: One string, split: flask-vault does not read these names (the docs' settings table lists each quoted
+#: ``VAULT_*`` name in this module as one it reads), though some are settings of its own too.
+VAULT_CLI_VARIABLES = frozenset(
+    """
+    VAULT_ADDR VAULT_AGENT_ADDR VAULT_API_ADDR VAULT_CACERT VAULT_CACERT_BYTES
+    VAULT_CAPATH VAULT_CLI_NO_COLOR VAULT_CLIENT_CERT VAULT_CLIENT_KEY VAULT_CLIENT_TIMEOUT
+    VAULT_CLUSTER_ADDR VAULT_DEV_LISTEN_ADDRESS VAULT_DEV_ROOT_TOKEN_ID VAULT_DISABLE_REDIRECTS VAULT_FORMAT
+    VAULT_HTTP_PROXY VAULT_LICENSE VAULT_LICENSE_PATH VAULT_LOG_FORMAT VAULT_LOG_LEVEL
+    VAULT_MAX_RETRIES VAULT_MFA VAULT_NAMESPACE VAULT_PROXY_ADDR VAULT_RATE_LIMIT
+    VAULT_REDIRECT_ADDR VAULT_SKIP_VERIFY VAULT_SRV_LOOKUP VAULT_TLS_SERVER_NAME VAULT_TOKEN
+    VAULT_WRAP_TTL
+    """.split()
+)
+_SETTING_KEYS = frozenset(spec.key for spec in _SPECS)
+#: Names read from the environment only (``VAULT_ADDR``) -> the setting they stand for.
+_ENV_ALIASES = {alias: spec.key for spec in _SPECS for alias in spec.aliases}
+_PREFIX = "VAULT_"
+
+
+def warn_unknown_settings(config: Mapping[str, Any], environ: Mapping[str, str]) -> None:
+    """One WARNING line for each ``VAULT_*`` name flask-vault ignores but that was probably meant for it.
+
+    In ``config``: every ``VAULT_*`` key that is not a setting (a misspelling such as
+    ``VAULT_ENVIROMENT``, or ``VAULT_ADDR``, which only the environment gives), with the
+    closest setting. In ``environ``: only a name close to a setting, never one of the Vault
+    CLI's own variables (:data:`VAULT_CLI_VARIABLES`), which belong to other tools too.
+    Costs a set lookup per ``VAULT_*`` name when every name is known.
+    """
+    for key in config:
+        if isinstance(key, str) and key.startswith(_PREFIX) and key not in _SETTING_KEYS:
+            if key in _ENV_ALIASES:
+                log.warning(
+                    "app.config[%r] is ignored: flask-vault reads %s from the environment only; in app.config the"
+                    " setting is %s.",
+                    key,
+                    key,
+                    _ENV_ALIASES[key],
+                )
+                continue
+            guess = _closest_setting(key, cutoff=0.6)
+            hint = f"; did you mean {guess}?" if guess else " (the settings are listed in docs/configuration.md)."
+            log.warning("app.config[%r] is not a flask-vault setting and is ignored%s", key, hint)
+    for name in environ:
+        if name.startswith(_PREFIX) and name not in _SETTING_KEYS and name not in _ENV_ALIASES:
+            if name in VAULT_CLI_VARIABLES:
+                continue
+            guess = _closest_setting(name, cutoff=0.8, word="_")  # whole words only: VAULT_ENV is not flagged
+            if guess:
+                log.warning(
+                    "The environment variable %r is not a flask-vault setting and is ignored; did you mean %s?",
+                    name,
+                    guess,
+                )
+
+
+def _closest_setting(name: str, *, cutoff: float, word: str = "") -> str | None:
+    """The one setting that ``name + word`` begins (``VAULT_MOUNT``: ``VAULT_MOUNT_POINT``), else the setting
+    whose name after ``VAULT_`` is most like ``name``'s, if at least ``cutoff`` alike."""
+    from flask_vault.display import closest
+
+    longer = [key for key in _SETTING_KEYS if key.startswith(name + word)]
+    if len(longer) == 1:
+        return longer[0]
+    found = closest(name[len(_PREFIX) :], [key[len(_PREFIX) :] for key in _SETTING_KEYS], cutoff=cutoff)
+    return _PREFIX + found if found is not None else None

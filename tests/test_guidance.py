@@ -1,0 +1,117 @@
+"""What a newcomer is told when something is off: a wrong environment, a secret not created yet,
+Vault down at start-up, a typo in a name, a field or a setting, a backup that changes nothing.
+
+Each message is one line that names what to fix, never a value or a token (the session's
+leak scan checks that for every log record and CLI output here).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import hvac
+import pytest
+from flask import Flask
+
+from flask_vault import FlaskVault
+from flask_vault.state import CLI, reset_load_mode, set_load_mode
+from flask_vault.testing import OpenBaoServer
+from tests.observe_support import AuditCapture, Shown, capturing_audit
+from tests.rotation_support import make_cli_app, seed_env
+
+
+@pytest.fixture
+def env(vault_root: hvac.Client, unique_env: str) -> str:
+    seed_env(vault_root, unique_env)
+    return unique_env
+
+
+@pytest.fixture
+def cli_app(base_config: dict[str, Any], env: str, tmp_path: Path) -> Flask:
+    return make_cli_app(base_config, env, tmp_path)
+
+
+@pytest.fixture
+def backup_dir(cli_app: Flask) -> Path:
+    return Path(cli_app.instance_path) / "vault-backups"
+
+
+@pytest.fixture
+def audit_log(openbao_server: OpenBaoServer) -> Iterator[AuditCapture]:
+    shown = Shown()
+    shown.forbidden.add(openbao_server.root_token)
+    with capturing_audit(shown) as capture:
+        yield capture
+    shown.assert_clean("audit")
+
+
+def token_for(vault_root: hvac.Client, hcl: str) -> str:
+    name = f"guidance-{uuid.uuid4().hex[:8]}"
+    vault_root.sys.create_or_update_policy(name, hcl)
+    return str(vault_root.auth.token.create(policies=[name], ttl="10m")["auth"]["client_token"])
+
+
+def warnings(result_output: str) -> list[str]:
+    return [line for line in result_output.splitlines() if line.startswith("warning:")]
+
+
+@contextmanager
+def loaded_for_a_command() -> Iterator[None]:
+    """Apps made inside load as `flask vault` loads them: one quick attempt, missing keys reported."""
+    token = set_load_mode(CLI)
+    try:
+        yield
+    finally:
+        reset_load_mode(token)
+
+
+# -- misspelt settings -----------------------------------------------------------------------
+
+
+def _setting_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "flask_vault.settings" and r.levelno == logging.WARNING]
+
+
+def test_a_misspelt_vault_key_in_app_config_is_warned_once_with_the_closest_setting(
+    base_config: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="flask_vault.settings")
+    app = Flask("guidance")
+    app.config.update(
+        base_config, VAULT_ENVIROMENT="production", VAULT_ADDR="http://127.0.0.1:1", VAULT_HEALTH_URL=None
+    )
+    FlaskVault(app)
+    said = _setting_warnings(caplog)
+    assert len(said) == 2 and all("\n" not in line for line in said)
+    assert "app.config['VAULT_ENVIROMENT'] is not a flask-vault setting" in said[0]
+    assert "did you mean VAULT_ENVIRONMENT?" in said[0] and "production" not in said[0]
+    assert "app.config['VAULT_ADDR'] is ignored" in said[1] and "the setting is VAULT_URL" in said[1]
+
+
+def test_only_environment_variables_close_to_a_setting_are_warned_about(
+    base_config: dict[str, Any], caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    caplog.set_level(logging.WARNING, logger="flask_vault.settings")
+    for name in ("VAULT_FORMAT", "VAULT_CLIENT_TIMEOUT", "VAULT_LOG_LEVEL", "VAULT_WRAP_TTL", "VAULT_ENV", "BAO_ADDR"):
+        monkeypatch.setenv(name, "1")
+    monkeypatch.setenv("VAULT_PATH_PREFX", "other-app")
+    app = Flask("guidance")
+    app.config.update(base_config, VAULT_HEALTH_URL=None)
+    FlaskVault(app)
+    assert _setting_warnings(caplog) == [
+        "The environment variable 'VAULT_PATH_PREFX' is not a flask-vault setting and is ignored;"
+        " did you mean VAULT_PATH_PREFIX?"
+    ]
+
+
+def test_correct_settings_are_not_warned_about(base_config: dict[str, Any], caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="flask_vault.settings")
+    app = Flask("guidance")
+    app.config.update(base_config, VAULT_HEALTH_URL=None, VAULT_CACHE_TTL=60)
+    FlaskVault(app)
+    assert _setting_warnings(caplog) == []

@@ -257,8 +257,10 @@ def fill_config(
     reads: dict[str, CachedSecret | VaultError] = {}
     sources: dict[str, SecretSource] = {}
     for key, (name, field_name) in references.items():
-        if name not in reads:
-            reads[name] = shared if shared is not None else _read_at_startup(client, name, deadline)
+        if name not in reads and shared is not None:
+            reads[name] = _not_asked(shared, client.full_path(name), settings.url)
+        elif name not in reads:
+            reads[name] = _read_at_startup(client, name, deadline)
             if lenient and isinstance(reads[name], _SHARED_FAILURES):
                 shared = reads[name]  # type: ignore[assignment]
         lease = state.databases.lease_for_key(key) if state.databases is not None and field_name is None else None
@@ -270,11 +272,33 @@ def fill_config(
             sources[key] = _fill_key(config, key, name, field_name, reads[name], state, lenient=lenient)
     lease = state.databases.lease_for_key(DATABASE_KEY) if state.databases is not None else None
     if lease is not None and DATABASE_KEY not in references:
-        missing = shared or SecretNotFoundError("SQLALCHEMY_DATABASE_URI is not mapped in VAULT_SECRETS.")
+        missing = (
+            _not_asked(shared, lease.path, settings.url)
+            if shared is not None
+            else SecretNotFoundError("SQLALCHEMY_DATABASE_URI is not mapped in VAULT_SECRETS.")
+        )
         sources[DATABASE_KEY] = _fill_leased_url(
             config, DATABASE_KEY, None, missing, lease, state, deadline, lenient=lenient
         )
     return sources
+
+
+def _not_asked(shared: VaultError, path: str, url: str) -> VaultError:
+    """Why ``path`` was not read: Vault was found unavailable (or the login failed) just before.
+
+    Each key's message names its own path; the first failure's message says the rest.
+    """
+    error = VaultUnavailableError(
+        f"{path} was not asked for, as Vault at {shared.url or url} was found unavailable just before:"
+        f" {shared.message}",
+        url=shared.url or url,
+        mount=shared.mount,
+        path=path,
+        status=shared.status,
+    )
+    error.retry_after = getattr(shared, "retry_after", None)
+    error.__cause__ = shared
+    return error
 
 
 def _read_at_startup(client: VaultClient, name: str, deadline: float) -> CachedSecret | VaultError:

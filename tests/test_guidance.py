@@ -21,8 +21,9 @@ from flask import Flask
 from flask_vault import FlaskVault
 from flask_vault.state import CLI, reset_load_mode, set_load_mode
 from flask_vault.testing import OpenBaoServer
+from tests.first_run_support import unused_port
 from tests.observe_support import AuditCapture, Shown, capturing_audit
-from tests.rotation_support import make_cli_app, seed_env
+from tests.rotation_support import PREFIX, make_cli_app, seed_env
 
 
 @pytest.fixture
@@ -68,6 +69,29 @@ def loaded_for_a_command() -> Iterator[None]:
         yield
     finally:
         reset_load_mode(token)
+
+
+# -- Vault down at start-up: each key names its own path -----------------------------------
+
+
+def test_with_vault_unreachable_each_key_names_its_own_path(tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{unused_port()}"
+    app = Flask("guidance", instance_path=str(tmp_path / "instance"))
+    app.config.update(VAULT_URL=url, VAULT_TOKEN="t", VAULT_PATH_PREFIX=PREFIX, VAULT_ENVIRONMENT="down")
+    with loaded_for_a_command():
+        vault_ext = FlaskVault(app)
+    with app.app_context():
+        sources = vault_ext.sources
+    database = sources["SQLALCHEMY_DATABASE_URI"].vault_error or ""
+    assert f"secret/{PREFIX}/down/database was not asked for" in database
+    assert f"Vault at {url}" in database
+    assert f"secret/{PREFIX}/down/flask" in (sources["SECRET_KEY"].vault_error or "")
+    status = app.test_cli_runner().invoke(args=["vault", "status"])
+    assert status.exit_code == 2
+    for key, name in (("SECRET_KEY", "flask"), ("SQLALCHEMY_DATABASE_URI", "database")):
+        [line] = [line for line in status.output.splitlines() if line.strip().startswith(f"fail {key}:")]
+        said = line.partition(" - ")[2]
+        assert f"secret/{PREFIX}/down/{name}" in said, line
 
 
 # -- misspelt settings -----------------------------------------------------------------------

@@ -27,6 +27,7 @@ from flask_vault.paths import check_secret_name
 from flask_vault.refresh import ChangeCallback, ConfigRefresher
 from flask_vault.settings import CREDENTIAL_KEYS, FALLBACK_ENV_NAMES, VaultSettings, warn_unknown_settings
 from flask_vault.state import CLI, OFFLINE, VaultState, get_state, load_mode, refuse_second_registration, set_state
+from flask_vault.vault.translate import path_settings
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -432,21 +433,58 @@ def _fall_back(
         log.log(quiet, "%s keeps the value already in app.config: %s", key, vault_error.message)
         return SecretSource(key, "config", path=path, field=field_name, vault_error=vault_error.message)
     if settings.fail_fast and not lenient:
-        raise _no_value_error(key, path, field_name, env_var, settings.fallback_env, vault_error)
+        raise _no_value_error(key, path, field_name, env_var, settings, vault_error)
     log.log(logging.INFO if lenient else logging.ERROR, "%s has no value: %s", key, vault_error.message)
     return SecretSource(key, "missing", path=path, field=field_name, vault_error=vault_error.message)
 
 
 def _no_value_error(
-    key: str, path: str, field_name: str | None, env_var: str, fallback_env: bool, cause: VaultError
+    key: str, path: str, field_name: str | None, env_var: str, settings: VaultSettings, cause: VaultError
 ) -> VaultError:
     where = f"{path}#{field_name}" if field_name else path
-    fallback = f"the environment variable {env_var} is not set" if fallback_env else "VAULT_FALLBACK_ENV is off"
+    fallback = (
+        f"the environment variable {env_var} is not set" if settings.fallback_env else "VAULT_FALLBACK_ENV is off"
+    )
+    missing = isinstance(cause, SecretNotFoundError) and cause.status == 404  # no secret at all at that path
+    if missing:
+        reason = (
+            f"there is no secret at that path on {cause.url or settings.url}; the path is built from"
+            f" {path_settings(settings.mount_point, settings.path_prefix, settings.environment)}"
+        )
+        flask = _flask_command()
+        name = _secret_name(path, settings)
+        put = f", `{flask} vault put {name}` this one" if name else ""
+        advice = (
+            f"Create it first: `{flask} vault init` creates every secret the app maps{put} (or, if it lives"
+            " elsewhere, fix those settings); only to start without it, set VAULT_FAIL_FAST=false."
+        )
+    else:
+        reason = cause.message
+        advice = "Fix that first; only to start without it, set VAULT_FAIL_FAST=false."
     message = (
-        f"Cannot fill {key}: Vault gave no value at {where} ({cause.message}), {fallback}, and app.config"
-        f" has no {key}. The app will not start with an empty secret; set VAULT_FAIL_FAST=false to allow it."
+        f"Cannot fill {key}: Vault gave no value at {where} ({reason}), {fallback}, and app.config has no {key}."
+        f" The app will not start with an empty secret. {advice}"
     )
     error = type(cause)(message) if not isinstance(cause, VaultConfigError) else VaultError(message)
     error.url, error.mount, error.path, error.status = cause.url, cause.mount, path, cause.status
     error.__cause__ = cause
     return error
+
+
+def _secret_name(path: str, settings: VaultSettings) -> str | None:
+    """The secret name in ``path`` (``secret/app/production/flask``: ``flask``), None for another path."""
+    folder = "/".join(p for p in (settings.mount_point, settings.path_prefix, settings.environment) if p) + "/"
+    return path[len(folder) :] if path.startswith(folder) else None
+
+
+def _flask_command() -> str:
+    """``flask --app X`` as this process was started by Flask's CLI; with a placeholder under another server."""
+    import click
+    from flask.cli import ScriptInfo
+
+    context = click.get_current_context(silent=True)
+    info = context.find_object(ScriptInfo) if context is not None else None
+    if info is not None:  # `flask run` (without --app, Flask finds the app the same way again)
+        return f"flask --app {info.app_import_path}" if info.app_import_path else "flask"
+    found = os.environ.get("FLASK_APP")
+    return f"flask --app {found}" if found else "flask --app <app>"

@@ -18,10 +18,11 @@ import hvac
 import pytest
 from flask import Flask
 
-from flask_vault import FlaskVault
+from flask_vault import FlaskVault, SecretNotFoundError, VaultPermissionError
+from flask_vault.ops.policies import render_policy
 from flask_vault.state import CLI, reset_load_mode, set_load_mode
 from flask_vault.testing import OpenBaoServer
-from tests.first_run_support import unused_port
+from tests.first_run_support import clean_env, run_flask, unused_port, write_fresh_app
 from tests.observe_support import AuditCapture, Shown, capturing_audit
 from tests.rotation_support import PREFIX, make_cli_app, seed_env
 
@@ -69,6 +70,57 @@ def loaded_for_a_command() -> Iterator[None]:
         yield
     finally:
         reset_load_mode(token)
+
+
+# -- a wrong VAULT_ENVIRONMENT (or prefix, or mount) shows in the message -------------------
+
+
+def test_a_refused_read_at_start_up_names_the_full_path_and_the_settings_that_built_it(
+    base_config: dict[str, Any], vault_root: hvac.Client, env: str
+) -> None:
+    token = token_for(vault_root, render_policy("app", prefix=PREFIX, environment=env))
+    app = Flask("guidance")
+    app.config.update(base_config, VAULT_TOKEN=token, VAULT_ENVIRONMENT=f"{env}-typo", VAULT_HEALTH_URL=None)
+    with pytest.raises(VaultPermissionError) as raised:
+        FlaskVault(app)
+    message = raised.value.message
+    assert "\n" not in message
+    assert f"secret/{PREFIX}/{env}-typo/flask" in message
+    assert f"VAULT_MOUNT_POINT='secret', VAULT_PATH_PREFIX='{PREFIX}' and VAULT_ENVIRONMENT='{env}-typo'" in message
+    assert token not in message
+
+
+# -- a secret that does not exist yet: create it first --------------------------------------
+
+
+def test_serving_an_app_whose_secret_does_not_exist_points_to_init_before_fail_fast(
+    openbao_server: OpenBaoServer, tmp_path: Path
+) -> None:
+    folder = write_fresh_app(tmp_path / "project")
+    env = clean_env(
+        folder, VAULT_URL=openbao_server.url, VAULT_TOKEN=openbao_server.root_token, VAULT_ENVIRONMENT="not-created"
+    )
+    served = run_flask(folder, env, "run", "--port", str(unused_port()), timeout=60)
+    assert served.returncode != 0
+    [line] = [line for line in served.stderr.splitlines() if "Cannot fill SECRET_KEY" in line]
+    assert "`flask --app freshapp vault init` creates every secret the app maps" in line
+    assert "`flask --app freshapp vault put flask` this one" in line
+    assert line.index("vault init") < line.index("VAULT_FAIL_FAST=false")
+    assert "VAULT_ENVIRONMENT='not-created'" in line
+    assert openbao_server.root_token not in served.stderr
+
+
+def test_outside_flask_run_the_advice_names_the_app_with_a_placeholder(
+    base_config: dict[str, Any], unique_env: str
+) -> None:
+    app = Flask("guidance")
+    app.config.update(base_config, VAULT_ENVIRONMENT=unique_env, VAULT_HEALTH_URL=None)
+    with pytest.raises(SecretNotFoundError) as raised:
+        FlaskVault(app)
+    message = raised.value.message
+    assert "Create it first: `flask --app <app> vault init`" in message
+    assert message.index("vault init") < message.index("VAULT_FAIL_FAST=false")
+    assert "set VAULT_FAIL_FAST=false to allow it" not in message
 
 
 # -- Vault down at start-up: each key names its own path -----------------------------------

@@ -33,6 +33,7 @@ from flask import has_app_context
 from flask_vault.auth.keeper import TokenKeeper
 from flask_vault.auth.methods import Authenticator, authenticator_from_settings
 from flask_vault.cache import CachedSecret, Loader, SecretCache
+from flask_vault.display import did_you_mean
 from flask_vault.errors import (
     SecretNotFoundError,
     VaultConfigError,
@@ -230,10 +231,13 @@ class VaultClient:
             return self.kv.field(entry, field) if value is _MISSING else value
         except (VaultConfigError, VaultConflictError):
             raise
-        except VaultError:
+        except VaultError as exc:
             if fallback_env and fallback_env in os.environ:
                 return os.environ[fallback_env]
-            raise
+            hinted = self._with_name_hint(exc, name) if isinstance(exc, SecretNotFoundError) else None
+            if hinted is None:
+                raise
+            raise hinted from exc
 
     def read(self, name: str, *, use_cache: bool = True) -> CachedSecret:
         """The cached entry (data, version, read time) for a secret."""
@@ -276,7 +280,13 @@ class VaultClient:
 
     def read_version(self, name: str, version: int | None = None) -> CachedSecret:
         """Read a given KV v2 version (the current one when None), bypassing the cache."""
-        return self.kv.read(name, version=version)
+        try:
+            return self.kv.read(name, version=version)
+        except SecretNotFoundError as exc:
+            hinted = self._with_name_hint(exc, name)
+            if hinted is None:
+                raise
+            raise hinted from exc
 
     def list_secrets(self) -> list[str]:
         """Names of every secret under ``<prefix>/<environment>/``, sorted."""
@@ -284,7 +294,30 @@ class VaultClient:
 
     def read_metadata(self, name: str) -> dict[str, Any]:
         """KV v2 metadata: current version and every version's times (no values)."""
-        return self.kv.metadata(name)
+        try:
+            return self.kv.metadata(name)
+        except SecretNotFoundError as exc:
+            hinted = self._with_name_hint(exc, name)
+            if hinted is None:
+                raise
+            raise hinted from exc
+
+    def known_names(self) -> set[str]:
+        """The secret names the settings name (``VAULT_SECRETS``, ``VAULT_DATABASE_BINDS``, ``VAULT_ROTATION``).
+
+        A name that does not exist in Vault is compared with these for a "did you mean".
+        """
+        settings = self.settings
+        names = {reference.partition("#")[0] for reference in settings.secrets.values()}
+        return names | set(settings.database_binds.values()) | set(settings.rotation.configured)
+
+    def _with_name_hint(self, exc: SecretNotFoundError, name: str) -> SecretNotFoundError | None:
+        """``exc`` (Vault has no secret ``name``) with the closest known name added; None when none is close."""
+        known = self.known_names()
+        hint = did_you_mean(name, known) if exc.status == 404 and name not in known else ""
+        if not hint:
+            return None
+        return SecretNotFoundError(exc.message + hint, url=exc.url, mount=exc.mount, path=exc.path, status=exc.status)
 
     # -- writing ---------------------------------------------------------------------
 

@@ -18,13 +18,14 @@ import hvac
 import pytest
 from flask import Flask
 
-from flask_vault import FlaskVault, SecretNotFoundError, VaultPermissionError
+from flask_vault import FlaskVault, SecretNotFoundError, VaultClient, VaultPermissionError
 from flask_vault.ops.policies import render_policy
+from flask_vault.settings import VaultSettings
 from flask_vault.state import CLI, reset_load_mode, set_load_mode
 from flask_vault.testing import OpenBaoServer
 from tests.first_run_support import clean_env, run_flask, unused_port, write_fresh_app
 from tests.observe_support import AuditCapture, Shown, capturing_audit
-from tests.rotation_support import PREFIX, make_cli_app, seed_env
+from tests.rotation_support import PREFIX, make_cli_app, seed_env, vault
 
 
 @pytest.fixture
@@ -144,6 +145,27 @@ def test_with_vault_unreachable_each_key_names_its_own_path(tmp_path: Path) -> N
         [line] = [line for line in status.output.splitlines() if line.strip().startswith(f"fail {key}:")]
         said = line.partition(" - ")[2]
         assert f"secret/{PREFIX}/down/{name}" in said, line
+
+
+# -- "did you mean": names and fields -------------------------------------------------------
+
+
+def test_a_typo_in_a_secret_name_suggests_the_mapped_name(cli_app: Flask) -> None:
+    for args in (("get", "flsk"), ("versions", "flsk"), ("rotate", "--secret", "flsk", "--yes")):
+        result = vault(cli_app, *args)
+        assert result.exit_code == 1, result.output
+        assert "Did you mean 'flask'?" in result.output and result.output.count("\n") == 1
+    far = vault(cli_app, "get", "payroll")
+    assert far.exit_code == 1 and "Did you mean" not in far.output
+
+
+def test_get_secret_suggests_the_closest_name_and_field(base_config: dict[str, Any], env: str) -> None:
+    client = VaultClient(settings=VaultSettings.load({**base_config, "VAULT_ENVIRONMENT": env}, {}))
+    with pytest.raises(SecretNotFoundError, match=r"Did you mean 'database'\?"):
+        client.get_secret("databse")
+    with pytest.raises(SecretNotFoundError, match=r"Did you mean 'secret_key'\?") as raised:
+        client.get_secret("flask", "secrt_key")
+    assert "fields present: jwt_secret, secret_key" in raised.value.message
 
 
 # -- misspelt settings -----------------------------------------------------------------------

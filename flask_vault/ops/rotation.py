@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from flask_vault.display import safe_text
+from flask_vault.display import did_you_mean, safe_text
 from flask_vault.errors import SecretNotFoundError, VaultConfigError
 from flask_vault.ops.write import ChangeResult, WritePlan, apply_write, plan_write, read_current, require_kv2
 from flask_vault.paths import check_secret_name
@@ -80,8 +80,11 @@ def _check_fields_present(client: VaultClient, current: CachedSecret, rules: tup
     missing = [rule.field for rule in rules if rule.field not in current.data]
     if missing:
         present = safe_text(", ".join(sorted(current.data))) or "none"
+        guess = did_you_mean(missing[0], current.data) if len(missing) == 1 else ""
         raise SecretNotFoundError(
-            f"{current.path} has no field {', '.join(map(repr, missing))} to rotate; fields present: {present}." + hint,
+            f"{current.path} has no field {', '.join(map(repr, missing))} to rotate; fields present: {present}."
+            + guess
+            + hint,
             url=client.url,
             mount=client.mount_point,
             path=current.path,

@@ -16,7 +16,7 @@ from typing import Any
 import hvac
 
 from flask_vault.cache import CachedSecret
-from flask_vault.display import safe_repr, safe_text
+from flask_vault.display import did_you_mean, safe_repr, safe_text
 from flask_vault.errors import (
     SecretNotFoundError,
     VaultAuthError,
@@ -179,7 +179,8 @@ class KV:
         if field not in entry.data:
             present = safe_text(", ".join(sorted(map(str, entry.data)))) or "none"
             raise SecretNotFoundError(
-                f"The secret at {entry.path} has no field {field!r}; fields present: {present}. Add it"
+                f"The secret at {entry.path} has no field {field!r}; fields present: {present}."
+                f"{did_you_mean(field, entry.data)} Add it"
                 f" (`flask vault put {self._name_of(entry.path)} --field {field} --merge`) or fix the field name"
                 " in VAULT_SECRETS.",
                 url=self.transport.url,

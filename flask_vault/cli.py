@@ -247,9 +247,15 @@ def _confirm(question: str, yes: bool) -> None:
         click.confirm(question, abort=True)
 
 
-def _warn_plaintext(store: BackupStore) -> None:
-    if store.plaintext_warning:
-        click.echo(store.plaintext_warning, err=True)
+@contextmanager
+def _plaintext_notice(store: BackupStore) -> Iterator[None]:
+    """Warn (once, on stderr) that backups are plaintext when the block wrote one, failing or not."""
+    before = store.saved
+    try:
+        yield
+    finally:
+        if store.saved > before and store.plaintext_warning:
+            click.echo(store.plaintext_warning, err=True)
 
 
 #: Longest revealed value shown in a listing (`get --reveal`); `get --field F --reveal` prints it whole.
@@ -377,9 +383,8 @@ def put_command(name: str, from_file: TextIO | None, field_names: tuple[str, ...
     if plan.kv_version == 1 and plan.current is not None:
         state = "replacing the current data"
     _confirm(f"Write {', '.join(plan.fields) or 'unchanged data'} to {plan.path} ({state})?", yes)
-    if plan.current is not None:
-        _warn_plaintext(store)
-    result = apply_write(client, plan, store)
+    with _plaintext_notice(store):
+        result = apply_write(client, plan, store)
     click.echo(f"wrote {_describe(result)}")
     if plan.postgres_login and "password" in result.fields:
         click.echo(
@@ -540,20 +545,34 @@ def _rotate_one(
         return
     database = f" and the password of PostgreSQL {plan.database}" if plan.database else ""
     _confirm(f"Rotate {', '.join(plan.fields)} of {plan.path} (version {plan.old_version}){database}?", yes)
-    _warn_plaintext(store)
-    click.echo(f"rotated {_describe(apply_write(client, plan, store))}")
+    with _plaintext_notice(store):
+        result = apply_write(client, plan, store)
+    click.echo(f"rotated {_describe(result)}")
 
 
 def _rotate_all(client: VaultClient, store: BackupStore, rules: RotationRules, dry_run: bool, yes: bool) -> None:
     present = set(client.list_secrets())
     targets = [n for n in rules.names() if n in present]
-    rows: list[list[str]] = []
     skipped = [[n, "-", "-", "skipped: no rotation settings", ""] for n in sorted(present - set(rules.names()))]
     skipped += [[n, "-", "-", "skipped: not in Vault", ""] for n in rules.names() if n not in present]
     if not dry_run and targets:
-        folder = "/".join(p for p in (client.mount_point, client.path_prefix, client.environment) if p)
-        _confirm(f"Rotate {', '.join(targets)} in {folder}/?", yes)
-        _warn_plaintext(store)
+        _confirm(f"Rotate {', '.join(targets)} in {_folder(client)}/?", yes)
+    with _plaintext_notice(store):
+        rows, errors = _rotate_each(client, store, rules, targets, dry_run)
+    click.echo(_table(["SECRET", "FIELDS", "VERSION", "RESULT", "BACKUP"], rows + skipped))
+    for number, message in enumerate(errors, start=1):
+        click.echo(f"({number}) {safe_text(' '.join(message.split()), _MESSAGE_LIMIT)}")
+    if not dry_run and any(row[3].startswith("rotated") for row in rows):
+        click.echo(f"backups in {store.directory}")
+    if errors:
+        raise CommandError(f"{len(errors)} of {len(targets)} rotation(s) failed; see above.")
+
+
+def _rotate_each(
+    client: VaultClient, store: BackupStore, rules: RotationRules, targets: list[str], dry_run: bool
+) -> tuple[list[list[str]], list[str]]:
+    """Rotate (or plan) each of ``targets``: a table row each, and the failures' messages."""
+    rows: list[list[str]] = []
     errors: list[str] = []
     for name in _progress(targets, "rotating"):
         fields = ", ".join(rule.field for rule in rules.fields_for(name))
@@ -579,13 +598,7 @@ def _rotate_all(client: VaultClient, store: BackupStore, rules: RotationRules, d
         status = "rotated" + (" (+ PostgreSQL)" if result.database else "")
         backup = result.backup.name if result.backup else ""
         rows.append([name, fields, f"{result.old_version} -> {result.new_version}", status, backup])
-    click.echo(_table(["SECRET", "FIELDS", "VERSION", "RESULT", "BACKUP"], rows + skipped))
-    for number, message in enumerate(errors, start=1):
-        click.echo(f"({number}) {safe_text(' '.join(message.split()), _MESSAGE_LIMIT)}")
-    if not dry_run and any(row[3].startswith("rotated") for row in rows):
-        click.echo(f"backups in {store.directory}")
-    if errors:
-        raise CommandError(f"{len(errors)} of {len(targets)} rotation(s) failed; see above.")
+    return rows, errors
 
 
 @vault_command("rollback")
@@ -598,8 +611,8 @@ def rollback_command(name: str, version: int, yes: bool) -> None:
     client, store = _client(), _store()
     plan = plan_rollback(client, name, version)
     _confirm(f"Write version {version}'s data to {plan.path} as a new version (current: {plan.old_version})?", yes)
-    _warn_plaintext(store)
-    result = apply_write(client, plan, store)
+    with _plaintext_notice(store):
+        result = apply_write(client, plan, store)
     click.echo(f"rolled back to version {version}: {_describe(result)}")
 
 
@@ -613,11 +626,11 @@ def backup_command(name: str | None, backup_all: bool, out: str | None) -> None:
         raise click.UsageError("Give a secret NAME or --all.")
     client, store = _client(), _store(out)
     names = client.list_secrets() if backup_all else [check_secret_name(name)]
-    _warn_plaintext(store)
-    for secret in _progress(names, "backing up"):
-        entry = client.read_version(secret)
-        file = store.save(secret, entry, reason="backup")
-        click.echo(f"backed up {entry.path} version {entry.version if entry.version is not None else '-'} -> {file}")
+    with _plaintext_notice(store):
+        for secret in _progress(names, "backing up"):
+            entry = client.read_version(secret)
+            file = store.save(secret, entry, reason="backup")
+            click.echo(f"backed up {entry.path} version {_version_text(entry.version)} -> {file}")
     if not names:
         click.echo("no secrets to back up", err=True)
 
@@ -674,8 +687,8 @@ def restore_command(file: str, allow_plaintext: bool, yes: bool) -> None:
         yes,
     )
     plan = plan_restore(client, open_backup(client, checked))
-    _warn_plaintext(store)
-    result = apply_write(client, plan, store)
+    with _plaintext_notice(store):
+        result = apply_write(client, plan, store)
     click.echo(f"restored version {_version_text(info.version)} from {safe_text(file)}: {_describe(result)}")
 
 

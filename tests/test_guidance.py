@@ -25,7 +25,7 @@ from flask_vault.state import CLI, reset_load_mode, set_load_mode
 from flask_vault.testing import OpenBaoServer
 from tests.first_run_support import clean_env, run_flask, unused_port, write_fresh_app
 from tests.observe_support import AuditCapture, Shown, capturing_audit
-from tests.rotation_support import PREFIX, make_cli_app, seed_env, vault
+from tests.rotation_support import PREFIX, backup_files, make_cli_app, seed_env, vault
 
 
 @pytest.fixture
@@ -213,3 +213,27 @@ def test_correct_settings_are_not_warned_about(base_config: dict[str, Any], capl
     app.config.update(base_config, VAULT_HEALTH_URL=None, VAULT_CACHE_TTL=60)
     FlaskVault(app)
     assert _setting_warnings(caplog) == []
+
+
+# -- the plaintext-backup warning: only when a file was written -------------------------------
+
+
+def test_no_plaintext_warning_from_a_command_that_wrote_no_backup(
+    cli_app: Flask, base_config: dict, vault_root: hvac.Client, env: str, tmp_path: Path, backup_dir: Path
+) -> None:
+    missing = vault(cli_app, "backup", "flsk")
+    assert missing.exit_code == 1 and warnings(missing.output) == []
+    created = vault(cli_app, "put", "brand-new", "--yes", input='{"k": "v-9a8b7c6d"}')
+    assert created.exit_code == 0 and warnings(created.output) == []
+    reader = make_cli_app(
+        base_config,
+        env,
+        tmp_path / "reader",
+        VAULT_TOKEN=token_for(vault_root, render_policy("app", prefix=PREFIX, environment=env)),
+    )
+    refused = vault(reader, "rotate", "--secret", "flask", "--yes")
+    assert refused.exit_code == 1 and "'update' capability" in refused.output
+    assert warnings(refused.output) == []
+    assert not backup_files(backup_dir) and not backup_files(tmp_path / "reader" / "instance" / "vault-backups")
+    rotated = vault(cli_app, "rotate", "--secret", "flask", "--yes")
+    assert rotated.exit_code == 0 and len(warnings(rotated.output)) == 1 and len(backup_files(backup_dir)) == 1

@@ -14,7 +14,7 @@ Each file carries a header (secret name, mount, prefix, environment, KV path and
 version, reason, time), the data, and a SHA-256 checksum of everything else. When
 ``VAULT_BACKUP_TRANSIT_KEY`` names a Transit key the data is encrypted by Vault's
 Transit engine with the header as associated data. Without it the data is stored as
-plaintext (the CLI warns once per command).
+plaintext (the CLI warns once per command that wrote one).
 
 What protects what:
 
@@ -148,6 +148,8 @@ class BackupStore:
         self.directory = Path(directory)
         self.transit_key = transit_key
         self.transit_mount = transit_mount
+        #: How many backup files this store has written (the CLI warns about plaintext only after one was).
+        self.saved = 0
 
     @classmethod
     def for_client(cls, client: VaultClient, directory: str | os.PathLike[str]) -> BackupStore:
@@ -193,7 +195,9 @@ class BackupStore:
         """
         with self.client.trail.operation("backup", self.client.full_path(name)) as audited:
             audited.version = entry.version
-            return self._save(name, entry, reason=reason)
+            file = self._save(name, entry, reason=reason)
+        self.saved += 1
+        return file
 
     def _save(self, name: str, entry: CachedSecret, *, reason: str) -> Path:
         client = self.client

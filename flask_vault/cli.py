@@ -52,6 +52,7 @@ from flask_vault.ops.write import ChangeResult, apply_write, check_can_write, pl
 from flask_vault.paths import check_field_name, check_secret_name
 from flask_vault.rotation_rules import PROTECTED_FIELDS, RotationRules
 from flask_vault.state import CLI, OFFLINE, VaultState, find_state, get_state, reset_load_mode, set_load_mode
+from flask_vault.vault.translate import path_settings
 
 vault_cli = AppGroup("vault", help="Inspect and manage the app's Vault secrets.")
 
@@ -476,8 +477,7 @@ def list_command() -> None:
     for name in names:
         click.echo(safe_text(name))
     if not names:
-        root = "/".join(p for p in (client.mount_point, client.path_prefix, client.environment) if p)
-        click.echo(f"no secrets under {root}/", err=True)
+        click.echo(f"no secrets under {_folder(client)}/ (built from {_path_settings(client)})", err=True)
 
 
 @vault_command("versions")
@@ -632,7 +632,7 @@ def backup_command(name: str | None, backup_all: bool, out: str | None) -> None:
             file = store.save(secret, entry, reason="backup")
             click.echo(f"backed up {entry.path} version {_version_text(entry.version)} -> {file}")
     if not names:
-        click.echo("no secrets to back up", err=True)
+        click.echo(f"no secrets to back up under {_folder(client)}/ (built from {_path_settings(client)})", err=True)
 
 
 @vault_command("backups")
@@ -793,6 +793,10 @@ def _read_init_file(from_file: TextIO) -> dict[str, dict[str, Any]]:
 
 def _folder(client: VaultClient) -> str:
     return "/".join(p for p in (client.mount_point, client.path_prefix, client.environment) if p)
+
+
+def _path_settings(client: VaultClient) -> str:
+    return path_settings(client.mount_point, client.path_prefix, client.environment)
 
 
 def _describe_existing(item: InitItem) -> str:

@@ -91,6 +91,17 @@ def test_a_refused_read_at_start_up_names_the_full_path_and_the_settings_that_bu
     assert token not in message
 
 
+def test_an_empty_listing_names_the_settings_that_built_its_folder(cli_app: Flask, base_config: dict, env: str) -> None:
+    with loaded_for_a_command():  # as `flask vault list` loads it: its secrets are not there
+        nowhere = make_cli_app(base_config, f"{env}-typo", Path(cli_app.instance_path).parent / "other")
+    listed = vault(nowhere, "list")
+    assert listed.exit_code == 0 and listed.output.count("\n") == 1
+    assert f"no secrets under secret/{PREFIX}/{env}-typo/" in listed.output
+    assert f"VAULT_ENVIRONMENT='{env}-typo'" in listed.output
+    backed_up = vault(nowhere, "backup", "--all")
+    assert backed_up.exit_code == 0 and f"VAULT_ENVIRONMENT='{env}-typo'" in backed_up.output
+
+
 # -- a secret that does not exist yet: create it first --------------------------------------
 
 

@@ -31,7 +31,7 @@ from flask.helpers import get_debug_flag
 
 from flask_vault.auth.census import count_role_tokens
 from flask_vault.client import VaultClient
-from flask_vault.display import safe_repr, safe_text
+from flask_vault.display import closest, did_you_mean, safe_repr, safe_text
 from flask_vault.errors import SecretNotFoundError, VaultError
 from flask_vault.health.format import format_report
 from flask_vault.health.monitor import get_monitor
@@ -48,7 +48,14 @@ from flask_vault.ops.bootstrap import (
 )
 from flask_vault.ops.policies import KV_VERSIONS, TEMPLATES, render_policy
 from flask_vault.ops.rotation import plan_rollback, plan_rotation
-from flask_vault.ops.write import ChangeResult, apply_write, check_can_write, plan_put, require_kv2
+from flask_vault.ops.write import (
+    ChangeResult,
+    WritePlan,
+    apply_write,
+    check_can_write,
+    plan_put,
+    require_kv2,
+)
 from flask_vault.paths import check_field_name, check_secret_name
 from flask_vault.rotation_rules import PROTECTED_FIELDS, RotationRules
 from flask_vault.state import CLI, OFFLINE, VaultState, find_state, get_state, reset_load_mode, set_load_mode
@@ -343,6 +350,7 @@ def get_command(name: str, field_name: str | None, version: int | None, reveal: 
             present = safe_text(", ".join(sorted(entry.data))) or "none"
             raise CommandError(
                 f"The secret at {entry.path} has no field {safe_repr(field_name)}; fields present: {present}."
+                + did_you_mean(field_name, entry.data)
             )
         value = entry.data[field_name]
         # The one raw output: for `$(flask vault get NAME --field F --reveal)` and pipes.
@@ -380,6 +388,8 @@ def put_command(name: str, from_file: TextIO | None, field_names: tuple[str, ...
     given = _read_put_input(from_file, field_names)
     client, store = _client(), _store()
     plan = plan_put(client, name, given, merge=merge)
+    for note in _put_notes(client, plan, given):
+        click.echo(f"note: {note}", err=True)
     state = f"replacing version {plan.old_version}" if plan.current is not None else "a new secret"
     if plan.kv_version == 1 and plan.current is not None:
         state = "replacing the current data"
@@ -393,6 +403,28 @@ def put_command(name: str, from_file: TextIO | None, field_names: tuple[str, ...
             f" `flask vault rotate --secret {name}` changes both.",
             err=True,
         )
+
+
+def _put_notes(client: VaultClient, plan: WritePlan, given: dict[str, Any]) -> list[str]:
+    """A new secret or field whose name is close to one that exists: probably a typo, said before the write."""
+    if plan.current is None:
+        known = client.known_names()
+        guess = closest(plan.name, known) if plan.name not in known else None
+        if guess is None:
+            return []
+        return [
+            f"{plan.path} does not exist yet and VAULT_SECRETS does not map {safe_repr(plan.name)}; did you mean"
+            f" {safe_repr(guess)}? (this would create a new secret)"
+        ]
+    notes = []
+    others = [field_name for field_name in plan.current.data if field_name not in given]
+    for field_name in given:
+        if field_name not in plan.current.data and (guess := closest(field_name, others)) is not None:
+            notes.append(
+                f"{plan.path} has no field {safe_repr(field_name)} yet; did you mean {safe_repr(guess)}?"
+                " (this would add a new field)"
+            )
+    return notes
 
 
 def _refuse_extra_arguments() -> None:

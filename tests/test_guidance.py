@@ -179,6 +179,27 @@ def test_get_secret_suggests_the_closest_name_and_field(base_config: dict[str, A
     assert "fields present: jwt_secret, secret_key" in raised.value.message
 
 
+def test_a_typo_in_a_field_suggests_the_field_the_secret_has(cli_app: Flask) -> None:
+    got = vault(cli_app, "get", "flask", "--field", "secrt_key")
+    assert got.exit_code == 1 and "Did you mean 'secret_key'?" in got.output
+    rotated = vault(cli_app, "rotate", "--secret", "flask", "--field", "jwt_secrt", "--yes")
+    assert rotated.exit_code == 1 and "Did you mean 'jwt_secret'?" in rotated.output
+
+
+def test_put_of_a_new_name_or_field_close_to_an_existing_one_says_so_first(
+    cli_app: Flask, vault_root: hvac.Client, env: str
+) -> None:
+    new_secret = vault(cli_app, "put", "flsk", "--yes", input='{"secret_key": "typo-key-1a2b3c4d"}')
+    assert new_secret.exit_code == 0, new_secret.output
+    assert f"note: secret/{PREFIX}/{env}/flsk does not exist yet" in new_secret.output
+    assert "did you mean 'flask'?" in new_secret.output
+    new_field = vault(cli_app, "put", "flask", "--field", "secrt_key", "--merge", "--yes", input="typo-2e3f4a5b\n")
+    assert new_field.exit_code == 0, new_field.output
+    assert "has no field 'secrt_key' yet; did you mean 'secret_key'?" in new_field.output
+    quiet = vault(cli_app, "put", "payroll", "--yes", input='{"iban": "not-a-typo-6c7d"}')
+    assert quiet.exit_code == 0 and "note:" not in quiet.output
+
+
 # -- misspelt settings -----------------------------------------------------------------------
 
 

@@ -388,12 +388,15 @@ def put_command(name: str, from_file: TextIO | None, field_names: tuple[str, ...
     given = _read_put_input(from_file, field_names)
     client, store = _client(), _store()
     plan = plan_put(client, name, given, merge=merge)
+    if plan.unchanged:
+        click.echo(_unchanged(plan))
+        return
     for note in _put_notes(client, plan, given):
         click.echo(f"note: {note}", err=True)
     state = f"replacing version {plan.old_version}" if plan.current is not None else "a new secret"
     if plan.kv_version == 1 and plan.current is not None:
         state = "replacing the current data"
-    _confirm(f"Write {', '.join(plan.fields) or 'unchanged data'} to {plan.path} ({state})?", yes)
+    _confirm(f"Write {', '.join(plan.fields)} to {plan.path} ({state})?", yes)
     with _plaintext_notice(store):
         result = apply_write(client, plan, store)
     click.echo(f"wrote {_describe(result)}")
@@ -403,6 +406,11 @@ def put_command(name: str, from_file: TextIO | None, field_names: tuple[str, ...
             f" `flask vault rotate --secret {name}` changes both.",
             err=True,
         )
+
+
+def _unchanged(plan: WritePlan, what: str = "this data") -> str:
+    version = f"version {plan.old_version}" if plan.old_version is not None else "it"
+    return f"unchanged {plan.path}: {version} already holds {what}; nothing was written"
 
 
 def _put_notes(client: VaultClient, plan: WritePlan, given: dict[str, Any]) -> list[str]:
@@ -642,6 +650,9 @@ def rollback_command(name: str, version: int, yes: bool) -> None:
     _require_yes_or_terminal(yes)
     client, store = _client(), _store()
     plan = plan_rollback(client, name, version)
+    if plan.unchanged:
+        click.echo(_unchanged(plan, f"the data of version {version}"))
+        return
     _confirm(f"Write version {version}'s data to {plan.path} as a new version (current: {plan.old_version})?", yes)
     with _plaintext_notice(store):
         result = apply_write(client, plan, store)
@@ -719,6 +730,9 @@ def restore_command(file: str, allow_plaintext: bool, yes: bool) -> None:
         yes,
     )
     plan = plan_restore(client, open_backup(client, checked))
+    if plan.unchanged:
+        click.echo(_unchanged(plan, f"the data of backed-up version {_version_text(info.version)}"))
+        return
     with _plaintext_notice(store):
         result = apply_write(client, plan, store)
     click.echo(f"restored version {_version_text(info.version)} from {safe_text(file)}: {_describe(result)}")

@@ -324,6 +324,9 @@ class VaultClient:
     def set_secret(self, name: str, data: Mapping[str, Any], *, cas: int | None = None) -> int | None:
         """Write ``data`` as the secret's new contents; returns the new KV v2 version (None on KV v1).
 
+        When the secret already holds exactly ``data``, nothing is written (no backup, no new
+        version) and its current version is returned.
+
         Like ``flask vault put``: the current version is read and backed up to
         :attr:`backups` first, then ``data`` is written with check-and-set against it,
         so a concurrent change raises :class:`VaultConflictError` and changes nothing.

@@ -123,6 +123,8 @@ def test_nothing_is_sent_on_the_files_behalf_before_the_operator_confirms(
     sealed_app: Flask, vault_root: hvac.Client, env: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     file = one_backup(sealed_app)
+    rotated = vault(sealed_app, "rotate", "--secret", "flask", "--yes")  # the restore then changes the secret
+    assert rotated.exit_code == 0, rotated.output
     monkeypatch.setattr("flask_vault.cli._interactive", lambda: True)
     before = current(vault_root, env, "flask")
     with requests_mock.Mocker(real_http=True) as sent:

@@ -7,6 +7,7 @@ leak scan checks that for every log record and CLI output here).
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from collections.abc import Iterator
@@ -25,7 +26,7 @@ from flask_vault.state import CLI, reset_load_mode, set_load_mode
 from flask_vault.testing import OpenBaoServer
 from tests.first_run_support import clean_env, run_flask, unused_port, write_fresh_app
 from tests.observe_support import AuditCapture, Shown, capturing_audit
-from tests.rotation_support import PREFIX, backup_files, make_cli_app, seed_env, vault
+from tests.rotation_support import PREFIX, backup_files, current, make_cli_app, seed_env, vault
 
 
 @pytest.fixture
@@ -269,3 +270,36 @@ def test_no_plaintext_warning_from_a_command_that_wrote_no_backup(
     assert not backup_files(backup_dir) and not backup_files(tmp_path / "reader" / "instance" / "vault-backups")
     rotated = vault(cli_app, "rotate", "--secret", "flask", "--yes")
     assert rotated.exit_code == 0 and len(warnings(rotated.output)) == 1 and len(backup_files(backup_dir)) == 1
+
+
+# -- nothing to change: nothing written --------------------------------------------------------
+
+
+def test_restoring_a_backup_of_the_current_data_writes_nothing(
+    cli_app: Flask, vault_root: hvac.Client, env: str, backup_dir: Path, audit_log: AuditCapture
+) -> None:
+    assert vault(cli_app, "backup", "flask").exit_code == 0
+    [backup] = backup_files(backup_dir)
+    before = current(vault_root, env, "flask")
+    audit_log.records.clear()
+    restored = vault(cli_app, "restore", str(backup), "--yes")
+    assert restored.exit_code == 0, restored.output
+    assert restored.output == (
+        f"unchanged secret/{PREFIX}/{env}/flask: version 1 already holds the data of backed-up version 1;"
+        " nothing was written\n"
+    )
+    assert current(vault_root, env, "flask") == before
+    assert backup_files(backup_dir) == [backup]
+    operations = {fields["operation"] for fields in audit_log.fields()}
+    assert not operations & {"restore", "write", "backup"}, operations
+
+
+def test_put_or_rollback_of_the_data_already_there_writes_nothing(
+    cli_app: Flask, vault_root: hvac.Client, env: str, backup_dir: Path
+) -> None:
+    version, data = current(vault_root, env, "flask")
+    same = vault(cli_app, "put", "flask", "--yes", input=json.dumps(data))
+    assert same.exit_code == 0 and same.output.startswith(f"unchanged secret/{PREFIX}/{env}/flask: version 1")
+    back = vault(cli_app, "rollback", "flask", "--version", "1", "--yes")
+    assert back.exit_code == 0 and back.output.startswith("unchanged ")
+    assert current(vault_root, env, "flask") == (version, data) and not backup_files(backup_dir)

@@ -55,7 +55,8 @@ def test_an_app_token_cannot_rotate_and_is_told_which_capability_it_lacks(
     assert token not in result.output
     assert current(vault_root, env, "flask")[0] == 1
     assert not backup_files(Path(app.instance_path) / "vault-backups")  # refused before the backup
-    rollback = vault(app, "rollback", "flask", "--version", "1", "--yes")
+    vault_root.secrets.kv.v2.create_or_update_secret(f"{PREFIX}/{env}/flask", {"secret_key": "x" * 32})
+    rollback = vault(app, "rollback", "flask", "--version", "1", "--yes")  # would change it: needs 'update'
     assert rollback.exit_code == 1 and "'update' capability" in rollback.output
 
 
@@ -81,8 +82,8 @@ def test_a_rotator_token_rotates_rolls_back_and_restores_with_encrypted_backups(
     assert rotated.exit_code == 0, rotated.output
     assert vault(app, "versions", "flask").exit_code == 0
     assert vault(app, "rollback", "flask", "--version", "1", "--yes").exit_code == 0
-    [first, *_] = backup_files(Path(app.instance_path) / "vault-backups")
-    restored = vault(app, "restore", str(first), "--yes")
+    [*_, rotated] = backup_files(Path(app.instance_path) / "vault-backups")  # flask version 2, before the rollback
+    restored = vault(app, "restore", str(rotated), "--yes")
     assert restored.exit_code == 0, restored.output
     assert current(vault_root, env, "flask")[0] == 4
     client = hvac.Client(url=base_config["VAULT_URL"], token=token)

@@ -34,6 +34,10 @@ repr, so ``--dry-run`` prints it as it is.
 
 Afterwards either the old version or the new one is current, and the old data is in the
 backup file and in KV version history.
+
+A plan that would give the secret the data it already holds (a restore or rollback of
+the current data, a ``put`` of the same fields and values) is not applied at all: no
+request, no backup, no new version, no audit record; its result says ``written=False``.
 """
 
 from __future__ import annotations
@@ -120,6 +124,11 @@ class WritePlan:
         return generated + tuple(f for f in changed_fields(old, self.data) if f not in generated)
 
     @property
+    def unchanged(self) -> bool:
+        """Whether the write would give the secret exactly the data it holds now (then nothing is written)."""
+        return self.current is not None and not self.generate and dict(self.data) == self.current.data
+
+    @property
     def postgres_login(self) -> bool:
         """Whether the current data is a PostgreSQL login (its password lives in the database too)."""
         return self.current is not None and pgrole.is_postgres_secret(self.current.data)
@@ -163,6 +172,8 @@ class ChangeResult:
     backup: Path | None
     #: ``role 'x' on host:port/db`` when the PostgreSQL role's password was changed too.
     database: str | None = None
+    #: False when the secret already held the data: nothing was written, no version made, no backup taken.
+    written: bool = True
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -174,6 +185,7 @@ class ChangeResult:
             "new_version": self.new_version,
             "backup": str(self.backup) if self.backup else None,
             "database": self.database,
+            "written": self.written,
         }
 
 
@@ -355,9 +367,22 @@ def apply_write(client: VaultClient, plan: WritePlan, store: BackupStore | None 
     """Carry out ``plan`` against the version it read: back up, check-and-set, pair, cache.
 
     ``store`` defaults to the client's own (``client.backups``). The change is one
-    ``plan.action`` record in the audit trail.
+    ``plan.action`` record in the audit trail. An unchanged plan (``plan.unchanged``)
+    writes nothing and returns a result with ``written=False``.
     """
     store = store if store is not None else client.backups
+    if plan.unchanged:  # no request, no backup, no audit record of a write that did not happen
+        log.info("%s %s: unchanged (version %s already holds this data)", plan.action, plan.path, plan.old_version)
+        return ChangeResult(
+            action=plan.action,
+            name=plan.name,
+            path=plan.path,
+            fields=(),
+            old_version=plan.old_version,
+            new_version=plan.old_version,
+            backup=None,
+            written=False,
+        )
     with client.trail.operation(plan.action, plan.path) as audited:
         result = _apply(client, plan, store)
         audited.version = result.new_version

@@ -53,6 +53,7 @@ from flask_vault.ops.write import (
     WritePlan,
     apply_write,
     check_can_write,
+    created_or_changed,
     plan_put,
     require_kv2,
 )
@@ -300,7 +301,7 @@ def _describe(result: ChangeResult) -> str:
     fields = safe_text(", ".join(result.fields)) or "no field changed"
     text = f"{result.path} ({fields})"
     if result.new_version is not None:  # KV v1 has no versions
-        text += f": version {result.old_version or '-'} -> {result.new_version}"
+        text += created_or_changed(result.old_version, result.new_version)
     if result.database:
         text += f"; PostgreSQL {result.database} changed too"
     if result.backup:

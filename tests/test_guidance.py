@@ -303,3 +303,12 @@ def test_put_or_rollback_of_the_data_already_there_writes_nothing(
     back = vault(cli_app, "rollback", "flask", "--version", "1", "--yes")
     assert back.exit_code == 0 and back.output.startswith("unchanged ")
     assert current(vault_root, env, "flask") == (version, data) and not backup_files(backup_dir)
+
+
+# -- put of a new secret --------------------------------------------------------------------------
+
+
+def test_put_of_a_new_secret_says_it_was_created_with_its_version(cli_app: Flask, env: str) -> None:
+    created = vault(cli_app, "put", "stripe", "--yes", input='{"secret": "sk-test-0f1e2d3c"}')
+    assert created.exit_code == 0, created.output
+    assert created.output == f"wrote secret/{PREFIX}/{env}/stripe (secret): created, version 1\n"

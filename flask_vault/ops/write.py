@@ -140,7 +140,7 @@ class WritePlan:
         if self.database:
             text += f" and the password of PostgreSQL {self.database}"
         if self.kv_version == 2:
-            text += f": version {self.old_version or '-'} -> {self.next_version}"
+            text += created_or_changed(self.old_version, self.next_version)
         return text
 
     def new_data(self) -> dict[str, Any]:
@@ -187,6 +187,13 @@ class ChangeResult:
             "database": self.database,
             "written": self.written,
         }
+
+
+def created_or_changed(old_version: int | None, new_version: int | None) -> str:
+    """``: version 3 -> 4``, or ``: created, version 1`` for a secret that did not exist."""
+    if old_version is None:
+        return f": created, version {new_version}"
+    return f": version {old_version} -> {new_version}"
 
 
 # -- planning ---------------------------------------------------------------------------

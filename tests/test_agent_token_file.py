@@ -206,8 +206,6 @@ def test_a_refused_token_file_is_warn_while_it_may_still_be_replaced_then_fail(
     assert keeper.status()["token_file_refused_for"] is None
 
 
-
-
 def test_an_app_starting_while_its_agent_replaces_a_refused_token_waits_for_the_new_one(
     auth_server: OpenBaoServer, root: hvac.Client, tmp_path: Path
 ) -> None:

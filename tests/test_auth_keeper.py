@@ -74,9 +74,7 @@ def mocked_keeper(clock: FakeClock, *, jitter: float = 0.0, **config: Any) -> tu
     }
     settings = VaultSettings.load(config, {})
     transport = Transport(settings)
-    keeper = TokenKeeper(
-        transport, authenticator_from_settings(settings), clock=clock, jitter=jitter, background=False
-    )
+    keeper = TokenKeeper(transport, authenticator_from_settings(settings), clock=clock, jitter=jitter, background=False)
     return transport, keeper
 
 

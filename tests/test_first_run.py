@@ -176,9 +176,7 @@ def test_policy_prints_with_no_token_and_no_server_and_sends_no_request(tmp_path
 
 def test_status_with_vault_unreachable_is_one_line_per_problem_without_waiting(tmp_path: Path) -> None:
     folder = write_fresh_app(tmp_path / "project")
-    env = clean_env(
-        folder, VAULT_URL=f"http://127.0.0.1:{unused_port()}", VAULT_TOKEN="t", VAULT_STARTUP_TIMEOUT="600"
-    )
+    env = clean_env(folder, VAULT_URL=f"http://127.0.0.1:{unused_port()}", VAULT_TOKEN="t", VAULT_STARTUP_TIMEOUT="600")
     status = run_flask(folder, env, "vault", "status", timeout=60)  # would outlive the timeout if it waited
     assert status.returncode == 2, status.stdout + status.stderr
     assert status.stderr == ""

@@ -502,9 +502,7 @@ def mocked(base_config: dict[str, Any], vault_root: hvac.Client) -> Iterator[tup
 def calls(mock: requests_mock.Mocker, path: str, *, token: str | None = None) -> int:
     """Requests to ``path`` (with ``token``: only those that carried it)."""
     return sum(
-        1
-        for r in mock.request_history
-        if r.path == path and (token is None or r.headers.get("X-Vault-Token") == token)
+        1 for r in mock.request_history if r.path == path and (token is None or r.headers.get("X-Vault-Token") == token)
     )
 
 

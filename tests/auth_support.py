@@ -19,7 +19,6 @@ from core_support import read_policy
 from flask import Flask
 
 from flask_vault import FlaskVault
-from flask_vault.auth import renewal
 from flask_vault.devserver import OpenBaoServer
 
 PREFIX = "store-erp"
@@ -51,15 +50,6 @@ def auth_server() -> Iterator[OpenBaoServer]:
         yield server
     finally:
         server.stop()
-
-
-@pytest.fixture(autouse=True)
-def close_new_keepers() -> Iterator[None]:
-    """Stop the keepers a test started: their threads end with the test, not at exit."""
-    before = set(renewal.live())
-    yield
-    for spine in set(renewal.live()) - before:
-        spine.close(revoke=False)
 
 
 @pytest.fixture(scope="module")

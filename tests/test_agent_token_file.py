@@ -28,7 +28,6 @@ from auth_support import (
     FLASK_SECRET,
     PREFIX,
     auth_server,
-    close_new_keepers,
     make_approle,
     root,
 )
@@ -40,7 +39,7 @@ from flask_vault.auth.keeper import FILE_CHECK_INTERVAL, TOKEN_FILE_SLACK
 from flask_vault.devserver import OpenBaoServer, find_bao, free_port_pair, stop_process
 from flask_vault.state import get_state
 
-__all__ = ["auth_server", "close_new_keepers", "root"]  # fixtures used by name
+__all__ = ["auth_server", "root"]  # fixtures used by name
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -30,7 +30,6 @@ from auth_support import (
     app_policy,
     assert_no_leak,
     auth_server,
-    close_new_keepers,
     flask_vault_logs,
     make_approle,
     root,
@@ -45,7 +44,7 @@ from flask.sessions import SecureCookieSessionInterface
 from flask_vault import VaultClient
 from flask_vault.devserver import OpenBaoServer, free_port_pair
 
-__all__ = ["auth_server", "close_new_keepers", "flask_vault_logs", "root"]  # fixtures used by name
+__all__ = ["auth_server", "flask_vault_logs", "root"]  # fixtures used by name
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -25,7 +25,6 @@ from auth_support import (
     LogCapture,
     assert_no_leak,
     auth_server,
-    close_new_keepers,
     flask_vault_logs,
     make_approle,
     root,
@@ -41,7 +40,7 @@ from flask_vault.auth.methods import authenticator_from_settings
 from flask_vault.devserver import OpenBaoServer
 from flask_vault.vault.transport import Transport
 
-__all__ = ["auth_server", "close_new_keepers", "flask_vault_logs", "root"]  # fixtures used by name
+__all__ = ["auth_server", "flask_vault_logs", "root"]  # fixtures used by name
 
 MOCK_URL = "http://vault.test:8200"
 LOGIN_URL = f"{MOCK_URL}/v1/auth/approle/login"

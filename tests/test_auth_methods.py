@@ -23,7 +23,6 @@ from auth_support import (
     LogCapture,
     assert_no_leak,
     auth_server,
-    close_new_keepers,
     flask_vault_logs,
     make_approle,
     root,
@@ -49,7 +48,7 @@ from flask_vault.auth.methods import (
 )
 from flask_vault.devserver import OpenBaoServer
 
-__all__ = ["auth_server", "close_new_keepers", "flask_vault_logs", "root"]  # fixtures used by name
+__all__ = ["auth_server", "flask_vault_logs", "root"]  # fixtures used by name
 
 JWT_ISSUER = "https://ci.example.test"
 JWT_AUDIENCE = "flask-vault-tests"

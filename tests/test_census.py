@@ -10,7 +10,6 @@ from auth_support import (
     APP_POLICY,
     AppRole,
     auth_server,
-    close_new_keepers,
     make_approle,
     root,
     unique,
@@ -21,7 +20,7 @@ from flask_vault import FlaskVault, VaultClient, VaultSettings
 from flask_vault.auth.census import ACCESSORS, LOOKUP_ACCESSOR, count_role_tokens
 from flask_vault.devserver import OpenBaoServer
 
-__all__ = ["auth_server", "close_new_keepers", "root"]  # fixtures used by name
+__all__ = ["auth_server", "root"]  # fixtures used by name
 
 CENSUS_POLICY = (
     f'path "{ACCESSORS}" {{\n  capabilities = ["list", "sudo"]\n}}\n'

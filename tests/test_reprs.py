@@ -27,12 +27,11 @@ from tests.auth_support import (
     FLASK_SECRET,
     PREFIX,
     auth_server,
-    close_new_keepers,
     make_approle,
     root,
 )
 
-__all__ = ["auth_server", "close_new_keepers", "root"]  # fixtures used by name
+__all__ = ["auth_server", "root"]  # fixtures used by name
 
 HEALTH_TOKEN = f"health-marker-{secrets.token_hex(8)}"
 

@@ -100,6 +100,21 @@ class _EverythingLogged(logging.Handler):
         self.scan.record("log", text)
 
 
+def _loggers_not_scanned(scan: LeakScan) -> list[str]:
+    """The flask_vault loggers whose DEBUG records do not reach ``scan``: each logs a canary line.
+
+    This proves the scan listens whatever the session ran (a single file may log nothing of
+    its own), and catches a logger that was disabled, raised above DEBUG or cut off from
+    ``flask_vault`` on the way.
+    """
+    canary = f"leak-scan canary {uuid.uuid4().hex}"
+    names = sorted(name for name in logging.Logger.manager.loggerDict if name.split(".")[0] == "flask_vault")
+    for name in names:
+        logging.getLogger(name).debug("%s from %s", canary, name)
+    heard = {text for channel, text in scan.texts if channel == "log" and text.startswith(canary)}
+    return [name for name in names if not any(text.startswith(f"{canary} from {name} ") for text in heard)]
+
+
 @pytest.fixture(scope="session")
 def leak_scan() -> LeakScan:
     """What the session said: flask_vault logs, CLI output, flask-vault's HTTP bodies, error messages."""
@@ -119,11 +134,12 @@ def no_secret_in_anything_said(openbao_server: OpenBaoServer, leak_scan: LeakSca
     try:
         with recording(leak_scan):
             yield
+        unheard = _loggers_not_scanned(leak_scan)
     finally:
         logger.removeHandler(handler)
         logger.setLevel(previous)
+    assert not unheard, f"DEBUG records of {', '.join(unheard)} never reached the scan, which would miss their leaks"
     forbidden = [*FLASK_SECRET.values(), str(DATABASE_SECRET["password"]), openbao_server.root_token]
-    assert "log" in leak_scan.channels(), "no log record was captured: the scan would prove nothing"
     leaks = leak_scan.leaks(forbidden)
     where = sorted({channel for channel, _ in leaks})
     assert not leaks, f"{len(leaks)} texts said a secret value or the root token (channels: {', '.join(where)})"

@@ -11,9 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import uuid
-import weakref
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import hvac
@@ -21,7 +19,6 @@ import pytest
 from flask import Flask
 
 from flask_vault import FlaskVault
-from flask_vault.auth import renewal
 from flask_vault.client import _reset_default_client
 from flask_vault.testing import OpenBaoServer
 from tests.leak_scan import LeakScan, recording
@@ -53,39 +50,6 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> Iterato
     _reset_default_client()
     yield
     _reset_default_client()
-
-
-@contextmanager
-def closing_new_spines() -> Iterator[None]:
-    """Close every renewal spine (a keeper's, a lease's) made inside, newest first, without revoking.
-
-    A keeper left running keeps its background thread: a given token's lookup (within
-    LOOKUP_SPREAD of init_app, retried while Vault cannot be reached) or a renewal would
-    otherwise land in a later test, where a requests_mock counting every request sees it.
-    A test that wants a revocation closes its spine itself; the spines alive before are
-    only watched weakly, so this never keeps one (or its thread) alive.
-    """
-    before: weakref.WeakSet[renewal.Renewal[Any]] = weakref.WeakSet(renewal.live())
-    try:
-        yield
-    finally:
-        for spine in reversed(renewal.live()):
-            if spine not in before:
-                spine.close(revoke=False)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def close_module_spines() -> Iterator[None]:
-    """What a module-scoped fixture started runs until the module's last test, then is closed."""
-    with closing_new_spines():
-        yield
-
-
-@pytest.fixture(autouse=True)
-def close_test_spines() -> Iterator[None]:
-    """What a test (or its function-scoped fixtures) started ends with the test."""
-    with closing_new_spines():
-        yield
 
 
 class _EverythingLogged(logging.Handler):

@@ -4,7 +4,7 @@ The two tests run in this order (file order). The first starts an app whose keep
 given token's lookup due in the background, on an address where nothing listens (so the
 lookup fails and is retried as long as the keeper runs), and keeps a strong reference to
 it, as a module-level app would. The second finds that keeper closed by the first test's
-teardown (``close_test_spines`` in conftest.py), its thread ended: nothing it could send
+teardown (``close_test_spines`` in the top-level conftest.py), its thread ended: nothing it could send
 lands in a later test that counts requests.
 """
 

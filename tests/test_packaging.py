@@ -70,6 +70,23 @@ def test_wheel_declares_the_dependencies_and_one_top_level_name(dist: Path) -> N
     assert {"Flask>=3.1.1", "hvac>=2.2", "cachetools>=5"} <= set(requires)
 
 
+def test_the_mit_license_ships_in_the_sdist_and_the_wheel(dist: Path) -> None:
+    text = (ROOT / "LICENSE").read_text()
+    assert text.startswith("MIT License") and "flask-vault contributors" in text
+    (sdist,) = dist.glob("*.tar.gz")
+    with tarfile.open(sdist) as archive:
+        (member,) = [m for m in archive.getmembers() if m.name.split("/", 1)[-1] == "LICENSE"]
+        extracted = archive.extractfile(member)
+        assert extracted is not None and extracted.read().decode() == text
+    (wheel,) = dist.glob("*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        (license_file,) = [n for n in archive.namelist() if n.endswith(".dist-info/licenses/LICENSE")]
+        assert archive.read(license_file).decode() == text
+        metadata = archive.read(next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))).decode()
+    assert "License-Expression: MIT" in metadata.splitlines()
+    assert "License-File: LICENSE" in metadata.splitlines()
+
+
 def test_sdist_can_run_the_tests_and_build_the_docs(dist: Path) -> None:
     (sdist,) = dist.glob("*.tar.gz")
     with tarfile.open(sdist) as archive:

@@ -1,8 +1,10 @@
-"""What the audit and metrics tests share: an audit-record capture and a leak scan over all they showed.
+"""What the audit, metrics and health tests share: an audit-record capture, a leak scan over all
+they showed, an AppRole login, apps and their health answers.
 
 Each test module keeps one :class:`Shown` (everything it printed: audit records, health
-bodies, stats, metrics pages) and ends with :meth:`Shown.assert_clean`, which searches it
-for every secret value, token, accessor and credential the tests added to ``forbidden``.
+bodies, CLI output, stats, metrics pages) and ends with :meth:`Shown.assert_clean`, which
+searches it for every secret value, token, accessor and credential the tests added to
+``forbidden``.
 """
 
 from __future__ import annotations
@@ -15,11 +17,12 @@ from contextlib import contextmanager
 from typing import Any
 from urllib.parse import quote
 
-from core_support import make_app
+import hvac
+from core_support import make_app, read_policy
 from flask import Flask
 
 from flask_vault import FlaskVault
-from tests.conftest import DATABASE_SECRET, FLASK_SECRET
+from tests.conftest import DATABASE_SECRET, ENVIRONMENT, FLASK_SECRET, PREFIX
 
 
 class Shown:
@@ -88,10 +91,35 @@ def new_app(base_config: dict[str, Any], **config: Any) -> Flask:
     return app
 
 
-def get_health(app: Flask, shown: Shown) -> dict[str, Any]:
-    """GET /health/vault; the body, shown."""
-    response = app.test_client().get("/health/vault")
+def health_answer(app: Flask, shown: Shown, headers: dict[str, str] | None = None) -> tuple[Any, dict[str, Any]]:
+    """GET /health/vault (with ``headers``); the response and its body, shown."""
+    response = app.test_client().get("/health/vault", headers=headers or {})
     text = response.get_data(as_text=True)
     shown.add("health", text)
     body: dict[str, Any] = json.loads(text)
-    return body
+    return response, body
+
+
+def get_health(app: Flask, shown: Shown) -> dict[str, Any]:
+    """GET /health/vault; the body, shown."""
+    return health_answer(app, shown)[1]
+
+
+def approle_login(vault_root: hvac.Client, shown: Shown, label: str) -> dict[str, str]:
+    """An AppRole on a mount of its own whose renewable tokens (10 minutes, at most 1 hour) may
+    read the store-erp test secrets; the app settings that log in with it. Its role_id and
+    secret_id are forbidden in what ``shown`` holds."""
+    mount = f"approle-{label}-{uuid.uuid4().hex[:6]}"
+    policy = f"{label}-app-{uuid.uuid4().hex[:6]}"
+    vault_root.sys.create_or_update_policy(policy, read_policy("secret", f"{PREFIX}/{ENVIRONMENT}/*"))
+    vault_root.sys.enable_auth_method("approle", path=mount)
+    vault_root.write(f"auth/{mount}/role/store", token_ttl="10m", token_max_ttl="1h", token_policies=policy)
+    role_id = vault_root.read(f"auth/{mount}/role/store/role-id")["data"]["role_id"]
+    secret_id = vault_root.write(f"auth/{mount}/role/store/secret-id")["data"]["secret_id"]
+    shown.forbidden.update({role_id, secret_id})
+    return {
+        "VAULT_AUTH_METHOD": "approle",
+        "VAULT_APPROLE_MOUNT": mount,
+        "VAULT_ROLE_ID": role_id,
+        "VAULT_SECRET_ID": secret_id,
+    }

@@ -11,21 +11,20 @@ the seeded secret values and every token, accessor and credential used.
 from __future__ import annotations
 
 import json
-import logging
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
-from urllib.parse import quote
 
 import hvac
 import pytest
 import requests
 import requests_mock
-from core_support import FakeClock, make_app, poll, read_policy, token_with_policy
+from core_support import FakeClock, poll, read_policy, token_with_policy
 from flask import Flask
+from observe_support import AuditCapture, Shown, approle_login, capturing_audit, health_answer, new_app
 
 from flask_vault import FlaskVault, VaultClient
 from flask_vault.devserver import PersistentOpenBaoServer
@@ -37,59 +36,30 @@ STATUS_ONLY = {name: [{"status": "pass"}] for name in CHECKS}
 
 # -- what must never appear, and everything that was shown --------------------------------
 
-#: Secret values and credentials; tests add the tokens, accessors and ids they create.
-FORBIDDEN: set[str] = {
-    FLASK_SECRET["secret_key"],
-    FLASK_SECRET["jwt_secret"],
-    str(DATABASE_SECRET["password"]),
-}
-#: (kind, text) of every health body, CLI output, audit record and metrics page produced here.
-SEEN: list[tuple[str, str]] = []
-
-
-class _AuditCapture(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.INFO)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-        fields = getattr(record, "vault", None)
-        SEEN.append(("audit", record.getMessage() + " " + json.dumps(fields, default=str)))
-
-    def fields(self, operation: str | None = None) -> list[dict[str, Any]]:
-        found = [getattr(r, "vault", {}) for r in self.records]
-        return [f for f in found if operation is None or f.get("operation") == operation]
+#: Every health body, CLI output, audit record and metrics page produced here, and what must never be in
+#: them: the seeded secret values and credentials (tests add the tokens, accessors and ids they create).
+SHOWN = Shown()
 
 
 @pytest.fixture(scope="module")
-def audit_log() -> Iterator[_AuditCapture]:
-    logger = logging.getLogger("flask_vault.audit")
-    handler = _AuditCapture()
-    previous = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    yield handler
-    logger.removeHandler(handler)
-    logger.setLevel(previous)
+def audit_log() -> Iterator[AuditCapture]:
+    with capturing_audit(SHOWN) as handler:
+        yield handler
 
 
 @pytest.fixture(autouse=True)
-def _keep_the_audit_trail(audit_log: _AuditCapture, openbao_server: Any) -> None:
+def _keep_the_audit_trail(audit_log: AuditCapture, openbao_server: Any) -> None:
     """Every test in this module runs with the audit trail on and collected."""
-    FORBIDDEN.add(openbao_server.root_token)
+    SHOWN.forbidden.add(openbao_server.root_token)
 
 
 def health(app: Flask, headers: dict[str, str] | None = None) -> tuple[Any, dict[str, Any]]:
-    response = app.test_client().get("/health/vault", headers=headers or {})
-    text = response.get_data(as_text=True)
-    SEEN.append(("health", text))
-    return response, json.loads(text)
+    return health_answer(app, SHOWN, headers)
 
 
 def status_cli(app: Flask, *args: str) -> Any:
     result = app.test_cli_runner().invoke(args=["vault", "status", *args])
-    SEEN.append(("cli", result.output))
+    SHOWN.add("cli", result.output)
     return result
 
 
@@ -102,12 +72,6 @@ def check(body: dict[str, Any], name: str) -> dict[str, Any]:
 
 def secrets_by_key(body: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {item["componentId"]: item for item in body["checks"]["vault:secrets"]}
-
-
-def new_app(base_config: dict[str, Any], **config: Any) -> Flask:
-    app = make_app(base_config, f"health_{uuid.uuid4().hex[:6]}", **config)
-    FlaskVault(app)
-    return app
 
 
 # -- a healthy server -------------------------------------------------------------------------
@@ -164,7 +128,7 @@ def test_details_need_the_bearer_token_compared_in_constant_time(
     base_config: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     bearer = f"health-bearer-{uuid.uuid4().hex}"
-    FORBIDDEN.add(bearer)
+    SHOWN.forbidden.add(bearer)
     app = new_app(base_config, VAULT_HEALTH_TOKEN=bearer)
     compared: list[bool] = []
     import flask_vault.health.view as health_module
@@ -194,7 +158,7 @@ def test_login_check_reports_the_method_and_the_token_ttl_left(
     base_config: dict[str, Any], vault_root: hvac.Client
 ) -> None:
     token = token_with_policy(vault_root, read_policy("secret", f"{PREFIX}/{ENVIRONMENT}/*"), ttl="1h")
-    FORBIDDEN.add(token)
+    SHOWN.forbidden.add(token)
     app = new_app(base_config, VAULT_TOKEN=token, VAULT_HEALTH_DETAILS=True)
     _, body = health(app)
     login = check(body, "vault:login")
@@ -227,7 +191,7 @@ def test_a_key_served_from_the_environment_fallback_warns(
     base_config: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     value = f"stripe-from-env-{uuid.uuid4().hex}"
-    FORBIDDEN.add(value)
+    SHOWN.forbidden.add(value)
     monkeypatch.setenv("STRIPE_KEY", value)
     app = new_app(
         base_config,
@@ -245,7 +209,7 @@ def test_a_refused_token_fails_even_when_every_secret_has_a_fallback(
     base_config: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     bogus = f"canary-bogus-{uuid.uuid4().hex}"
-    FORBIDDEN.add(bogus)
+    SHOWN.forbidden.add(bogus)
     for name in ("SECRET_KEY", "JWT_SECRET_KEY", "DATABASE_URL"):
         monkeypatch.setenv(name, f"fallback-{name.lower()}")
     app = new_app(base_config, VAULT_TOKEN=bogus, VAULT_HEALTH_DETAILS=True, VAULT_MAX_RETRIES=0)
@@ -262,7 +226,7 @@ def test_a_token_without_the_default_policy_that_reads_its_secrets_passes(
 ) -> None:
     # lookup-self needs the default policy; Vault's 403 alone can't tell "dead" from "not allowed".
     token = token_with_policy(vault_root, read_policy("secret", f"{PREFIX}/{ENVIRONMENT}/*"), default_policy=False)
-    FORBIDDEN.add(token)
+    SHOWN.forbidden.add(token)
     app = new_app(base_config, VAULT_TOKEN=token, VAULT_HEALTH_DETAILS=True)
     response, body = health(app)
     assert response.status_code == 200 and body["status"] == "pass"
@@ -292,7 +256,7 @@ def test_a_check_added_to_the_list_is_combined_into_the_status_and_shown_in_body
         return Outcome([item], summary="The order queue is stuck.")
 
     bearer = f"health-bearer-{uuid.uuid4().hex}"
-    FORBIDDEN.add(bearer)
+    SHOWN.forbidden.add(bearer)
     monkeypatch.setattr(checks, "CHECKS", [*checks.CHECKS, HealthCheck("app:queue", queue_check)])
     app = new_app(base_config, VAULT_HEALTH_TOKEN=bearer)
     response, body = health(app)
@@ -342,7 +306,7 @@ def test_cli_status_prints_the_report_and_exits_0_1_2(
     assert document["status"] == "pass" and document["checks"]["vault:server"][0]["state"] == "active"
 
     monkeypatch.setenv("STRIPE_KEY", "stripe-env-value-for-cli")
-    FORBIDDEN.add("stripe-env-value-for-cli")
+    SHOWN.forbidden.add("stripe-env-value-for-cli")
     warn = new_app(base_config, VAULT_SECRETS={"STRIPE_KEY": "payments-missing#stripe"})
     result = status_cli(warn)
     assert result.exit_code == 1 and result.output.startswith("status: warn")
@@ -360,21 +324,7 @@ def test_cli_status_prints_the_report_and_exits_0_1_2(
 
 @pytest.fixture(scope="module")
 def approle(vault_root: hvac.Client) -> dict[str, str]:
-    """An AppRole (own mount) whose tokens may read the store-erp test secrets for 10 minutes."""
-    mount = f"approle-app-{uuid.uuid4().hex[:6]}"
-    policy = f"health-app-{uuid.uuid4().hex[:6]}"
-    vault_root.sys.create_or_update_policy(policy, read_policy("secret", f"{PREFIX}/{ENVIRONMENT}/*"))
-    vault_root.sys.enable_auth_method("approle", path=mount)
-    vault_root.write(f"auth/{mount}/role/store", token_ttl="10m", token_max_ttl="1h", token_policies=policy)
-    role_id = vault_root.read(f"auth/{mount}/role/store/role-id")["data"]["role_id"]
-    secret_id = vault_root.write(f"auth/{mount}/role/store/secret-id")["data"]["secret_id"]
-    FORBIDDEN.update({role_id, secret_id})
-    return {
-        "VAULT_AUTH_METHOD": "approle",
-        "VAULT_APPROLE_MOUNT": mount,
-        "VAULT_ROLE_ID": role_id,
-        "VAULT_SECRET_ID": secret_id,
-    }
+    return approle_login(vault_root, SHOWN, "health")
 
 
 def approle_app(base_config: dict[str, Any], login: dict[str, str], **config: Any) -> Flask:
@@ -383,7 +333,7 @@ def approle_app(base_config: dict[str, Any], login: dict[str, str], **config: An
 
 
 def test_an_approle_app_reports_its_login_and_audits_it_with_the_new_tokens_accessor_hash(
-    base_config: dict[str, Any], approle: dict[str, str], vault_root: hvac.Client, audit_log: _AuditCapture
+    base_config: dict[str, Any], approle: dict[str, str], vault_root: hvac.Client, audit_log: AuditCapture
 ) -> None:
     audit_log.records.clear()
     app = approle_app(base_config, approle)
@@ -392,7 +342,7 @@ def test_an_approle_app_reports_its_login_and_audits_it_with_the_new_tokens_acce
         token = client.token
         assert token
         accessor = vault_root.auth.token.lookup(token)["data"]["accessor"]
-        FORBIDDEN.update({token, accessor})
+        SHOWN.forbidden.update({token, accessor})
         logins = audit_log.fields("login")
         assert [(f["outcome"], f["token_id"]) for f in logins] == [("ok", accessor_hash(accessor))]
         assert {f["token_id"] for f in audit_log.fields("read")} == {accessor_hash(accessor)}
@@ -411,12 +361,12 @@ def test_an_approle_app_reports_its_login_and_audits_it_with_the_new_tokens_acce
 
 
 def test_a_refused_approle_login_fails_health_even_with_every_secret_from_a_fallback(
-    base_config: dict[str, Any], approle: dict[str, str], monkeypatch: pytest.MonkeyPatch, audit_log: _AuditCapture
+    base_config: dict[str, Any], approle: dict[str, str], monkeypatch: pytest.MonkeyPatch, audit_log: AuditCapture
 ) -> None:
     for name in ("SECRET_KEY", "JWT_SECRET_KEY", "DATABASE_URL"):
         monkeypatch.setenv(name, f"fallback-{name.lower()}")
     wrong = f"wrong-secret-id-{uuid.uuid4().hex}"
-    FORBIDDEN.add(wrong)
+    SHOWN.forbidden.add(wrong)
     app = approle_app(base_config, {**approle, "VAULT_SECRET_ID": wrong}, VAULT_MAX_RETRIES=0)
     try:
         assert audit_log.fields("login")[-1]["outcome"] != "ok"
@@ -442,7 +392,7 @@ def test_a_refused_relogin_warns_while_the_token_works_and_an_expired_token_fail
     )
     role_id = vault_root.read(f"auth/{mount}/role/{role}/role-id")["data"]["role_id"]
     secret_id = vault_root.write(f"auth/{mount}/role/{role}/secret-id")["data"]["secret_id"]
-    FORBIDDEN.update({role_id, secret_id})
+    SHOWN.forbidden.update({role_id, secret_id})
     app = approle_app(
         base_config,
         {**approle, "VAULT_ROLE_ID": role_id, "VAULT_SECRET_ID": secret_id},
@@ -452,7 +402,7 @@ def test_a_refused_relogin_warns_while_the_token_works_and_an_expired_token_fail
     state = app.extensions["vault"]
     keeper = state.client.keeper
     try:
-        FORBIDDEN.add(str(state.client.token))
+        SHOWN.forbidden.add(str(state.client.token))
         poll(lambda: keeper.status()["login_failures"] >= 1, timeout=15)  # the re-login at the max TTL
         report = state.health.report(fresh=True)
         login = report.checks["vault:login"][0]
@@ -479,7 +429,7 @@ def test_a_refused_relogin_warns_while_the_token_works_and_an_expired_token_fail
 LOOKUP_BODY = {
     "data": {"id": "mock-token-id-value", "accessor": "mock-accessor-value", "ttl": 600, "renewable": True},
 }
-FORBIDDEN.update({"mock-token-id-value", "mock-accessor-value"})
+SHOWN.forbidden.update({"mock-token-id-value", "mock-accessor-value"})
 
 
 @pytest.fixture
@@ -684,7 +634,7 @@ def test_one_probe_at_a_time_and_others_get_the_previous_report_meanwhile(
 def disk_server() -> Iterator[PersistentOpenBaoServer]:
     server = PersistentOpenBaoServer().start()
     assert server.unseal_key is not None
-    FORBIDDEN.update({server.root_token, server.unseal_key})
+    SHOWN.forbidden.update({server.root_token, server.unseal_key})
     root = server.root_client()
     root.secrets.kv.v2.create_or_update_secret(f"{PREFIX}/{ENVIRONMENT}/flask", FLASK_SECRET)
     root.secrets.kv.v2.create_or_update_secret(f"{PREFIX}/{ENVIRONMENT}/database", DATABASE_SECRET)
@@ -793,14 +743,5 @@ def test_stopped_vault_warns_within_the_stale_limit_fails_after_it_and_passes_af
 # -- nothing leaks ----------------------------------------------------------------------------
 
 
-def _forms(secret: str) -> set[str]:
-    return {secret, json.dumps(secret)[1:-1], quote(secret, safe=""), quote(secret)}
-
-
 def test_no_secret_value_or_token_in_any_health_body_cli_output_audit_record_or_metric() -> None:
-    kinds = {kind for kind, _ in SEEN}
-    assert {"health", "cli", "audit"} <= kinds, "the scenarios above did not run"
-    for kind, text in SEEN:
-        for secret in FORBIDDEN:
-            for form in _forms(secret):
-                assert form not in text, f"{kind} output contains a secret or token ({secret[:4]}…)"
+    SHOWN.assert_clean("health", "cli", "audit")

@@ -8,19 +8,16 @@ from __future__ import annotations
 
 import json
 import sys
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import hvac
 import pytest
-from core_support import read_policy
 from flask import Flask
-from observe_support import Shown, capturing_audit, get_health, new_app
+from observe_support import Shown, approle_login, capturing_audit, get_health, new_app
 
 from flask_vault import FlaskVault, VaultClient
 from flask_vault.observe.metrics import VaultCollector, track
-from tests.conftest import ENVIRONMENT, PREFIX
 
 SHOWN = Shown()
 
@@ -35,21 +32,7 @@ def _audit_trail_on(openbao_server: Any) -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def approle(vault_root: hvac.Client) -> dict[str, str]:
-    """An AppRole (own mount) whose renewable tokens may read the store-erp test secrets."""
-    mount = f"approle-metrics-{uuid.uuid4().hex[:6]}"
-    policy = f"metrics-app-{uuid.uuid4().hex[:6]}"
-    vault_root.sys.create_or_update_policy(policy, read_policy("secret", f"{PREFIX}/{ENVIRONMENT}/*"))
-    vault_root.sys.enable_auth_method("approle", path=mount)
-    vault_root.write(f"auth/{mount}/role/store", token_ttl="10m", token_max_ttl="1h", token_policies=policy)
-    role_id = vault_root.read(f"auth/{mount}/role/store/role-id")["data"]["role_id"]
-    secret_id = vault_root.write(f"auth/{mount}/role/store/secret-id")["data"]["secret_id"]
-    SHOWN.forbidden.update({role_id, secret_id})
-    return {
-        "VAULT_AUTH_METHOD": "approle",
-        "VAULT_APPROLE_MOUNT": mount,
-        "VAULT_ROLE_ID": role_id,
-        "VAULT_SECRET_ID": secret_id,
-    }
+    return approle_login(vault_root, SHOWN, "metrics")
 
 
 def test_stats_count_requests_by_operation_cache_use_and_health_probes(app: Flask, vault: FlaskVault) -> None:

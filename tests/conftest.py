@@ -125,6 +125,16 @@ def seeded(vault_root: hvac.Client) -> dict[str, dict[str, Any]]:
 
 
 @pytest.fixture
+def transit(vault_root: hvac.Client) -> Iterator[tuple[str, str]]:
+    """A Transit mount of its own with a key ``backups``: (mount, key); the mount goes afterwards."""
+    mount, key = f"transit-{uuid.uuid4().hex[:8]}", "backups"
+    vault_root.sys.enable_secrets_engine("transit", path=mount)
+    vault_root.secrets.transit.create_key(key, mount_point=mount)
+    yield mount, key
+    vault_root.sys.disable_secrets_engine(mount)
+
+
+@pytest.fixture
 def unique_env() -> str:
     """A fresh environment name, so a test that writes does not disturb others."""
     return f"t-{uuid.uuid4().hex[:10]}"

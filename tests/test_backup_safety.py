@@ -12,7 +12,6 @@ import json
 import os
 import stat
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -51,15 +50,6 @@ def edit(file: Path, **changes: Any) -> None:
 def env(unique_env: str, vault_root: hvac.Client) -> str:
     seed_env(vault_root, unique_env)
     return unique_env
-
-
-@pytest.fixture
-def transit(vault_root: hvac.Client) -> Iterator[tuple[str, str]]:
-    mount, key = f"transit-{uuid.uuid4().hex[:8]}", "backups"
-    vault_root.sys.enable_secrets_engine("transit", path=mount)
-    vault_root.secrets.transit.create_key(key, mount_point=mount)
-    yield mount, key
-    vault_root.sys.disable_secrets_engine(mount)
 
 
 @pytest.fixture

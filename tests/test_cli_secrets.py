@@ -8,7 +8,6 @@ import random
 import re
 import stat
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -528,15 +527,6 @@ def test_backups_flags_damaged_files(cli_app: Flask, backup_dir: Path) -> None:
     _tamper(backup, "value")
     listing = vault(cli_app, "backups")
     assert "DAMAGED" in listing.output and "attacker-chosen-key" not in listing.output
-
-
-@pytest.fixture
-def transit(vault_root: hvac.Client) -> Iterator[tuple[str, str]]:
-    mount, key = f"transit-{uuid.uuid4().hex[:8]}", "backups"
-    vault_root.sys.enable_secrets_engine("transit", path=mount)
-    vault_root.secrets.transit.create_key(key, mount_point=mount)
-    yield mount, key
-    vault_root.sys.disable_secrets_engine(mount)
 
 
 def test_transit_encrypted_backups_hold_no_plaintext_and_restore(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,15 +12,6 @@ from flask import Flask
 
 from flask_vault.ops.policies import render_policy
 from tests.rotation_support import PREFIX, backup_files, current, make_cli_app, seed_env, vault
-
-
-@pytest.fixture
-def transit(vault_root: hvac.Client) -> Iterator[tuple[str, str]]:
-    mount, key = f"transit-{uuid.uuid4().hex[:8]}", "backups"
-    vault_root.sys.enable_secrets_engine("transit", path=mount)
-    vault_root.secrets.transit.create_key(key, mount_point=mount)
-    yield mount, key
-    vault_root.sys.disable_secrets_engine(mount)
 
 
 @pytest.fixture

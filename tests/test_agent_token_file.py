@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -143,12 +142,7 @@ def test_revoking_the_agents_token_fails_no_request_and_health_never_says_fail(
             time.sleep(0.1)
         final = requests.get(f"{base}/health/vault", timeout=10).json()
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=10)
+        stop_process(server, timeout=20)  # SIGTERM, then SIGKILL
         stop_process(agent)
     gap = replaced_at - revoked_at
     print(f"\nagent replaced the revoked token after {gap:.1f}s; health statuses: {dict(statuses)}")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -42,7 +41,7 @@ from flask import Flask
 from flask.sessions import SecureCookieSessionInterface
 
 from flask_vault import VaultClient
-from flask_vault.devserver import OpenBaoServer, free_port_pair
+from flask_vault.devserver import OpenBaoServer, free_port_pair, stop_process
 
 __all__ = ["auth_server", "flask_vault_logs", "root"]  # fixtures used by name
 
@@ -182,12 +181,7 @@ def test_gunicorn_preload_workers_share_the_session_key_past_the_token_max_ttl_w
         elapsed = time.monotonic() - started
         live_tokens = len(token_accessors_of_role(root, role.name))
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        stop_process(process, timeout=20)  # SIGTERM, then SIGKILL
     lines = access_log.read_text().splitlines()
     visit_pids: dict[str, int] = {}
     for line in lines:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import sys
 import threading
@@ -47,7 +46,7 @@ from dynamic_support import (
 )
 from flask import Flask
 
-from flask_vault.devserver import PersistentOpenBaoServer, free_port_pair
+from flask_vault.devserver import PersistentOpenBaoServer, free_port_pair, stop_process
 from flask_vault.health.monitor import get_monitor
 from flask_vault.state import get_state
 
@@ -198,12 +197,7 @@ def test_gunicorn_workers_each_get_users_of_their_own(
             with load:
                 time.sleep(seconds)
         finally:
-            server.send_signal(signal.SIGTERM)
-            try:
-                server.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait(timeout=10)
+            stop_process(server, timeout=30)  # SIGTERM, then SIGKILL
             logs = log_file.read_text()
             issued = _issued_users(logs)
             left = (set().union(*issued.values()) | set(load.users)) & vault_users(pg_admin)

@@ -4,7 +4,6 @@ secrets exist, `init` creates them, the app then serves; servers still refuse to
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -16,7 +15,7 @@ import requests
 from flask import Flask
 
 from flask_vault import FlaskVault
-from flask_vault.devserver import OpenBaoServer, PersistentOpenBaoServer, free_port_pair
+from flask_vault.devserver import OpenBaoServer, PersistentOpenBaoServer, free_port_pair, stop_process
 from tests.core_support import poll
 from tests.first_run_support import ConnectionCounter, clean_env, run_flask, unused_port, write_fresh_app
 
@@ -70,12 +69,7 @@ def serve_one_request(folder: Path, env: dict[str, str]) -> requests.Response:
         response: requests.Response = poll(answered, timeout=30, interval=0.1)
         return response
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        stop_process(process, timeout=20)  # SIGTERM, then SIGKILL
 
 
 @pytest.mark.slow

@@ -13,7 +13,6 @@ so that every worker has to log in to the database again. No request may fail.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -29,7 +28,7 @@ from core_support import assert_no_leak, poll
 from pg_support import connect_admin, database_secret, password_required, throwaway_role
 
 from flask_vault import VaultClient
-from flask_vault.devserver import free_port_pair
+from flask_vault.devserver import free_port_pair, stop_process
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -178,12 +177,7 @@ def run_rotations(admin: Any, openbao_server: Any, vault_root: hvac.Client, uniq
                     thread.join(30)
             elapsed = time.monotonic() - started
         finally:
-            server.send_signal(signal.SIGTERM)
-            try:
-                server.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait(timeout=10)
+            stop_process(server, timeout=20)  # SIGTERM, then SIGKILL
         client = VaultClient(openbao_server.url, openbao_server.root_token, unique_env, path_prefix=PREFIX)
         final_flask, final_database = client.read_version("flask"), client.read_version("database")
     pids = {line.split()[0] for line in access_log.read_text().splitlines()}

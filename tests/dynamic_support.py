@@ -23,7 +23,7 @@ from typing import Any
 import hvac
 import pytest
 from core_support import poll
-from pg_support import PG, _edit, connect_admin, psycopg
+from pg_support import _edit, connect_admin, refuses_a_wrong_password, terminate
 
 from example_app.seed import prepare_postgres, seed_database_engine
 
@@ -117,7 +117,7 @@ def vault_users(admin: Any) -> set[str]:
 def drop_vault_users(admin: Any, users: set[str]) -> None:
     """Clean up users a test left (a killed process cannot revoke its lease)."""
     for user in users:
-        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (user,)).fetchall()
+        terminate(admin, user)
         admin.execute(f'REASSIGN OWNED BY "{user}" TO {GROUP}')
         admin.execute(f'DROP OWNED BY "{user}"')
         admin.execute(f'DROP ROLE IF EXISTS "{user}"')
@@ -127,27 +127,17 @@ def drop_vault_users(admin: Any, users: set[str]) -> None:
 def passwords_checked(admin: Any) -> Iterator[None]:
     """While inside, PostgreSQL checks the password of every member of GROUP (over TCP on 127.0.0.1)."""
     (hba_file,) = admin.execute("SHOW hba_file").fetchone()
-    from pathlib import Path
-
     path = Path(hba_file)
     line = f"host all +{GROUP} 127.0.0.1/32 scram-sha-256 {HBA_MARK}\n"
     member, password = f"fv_dyn_probe_{uuid.uuid4().hex[:8]}", secrets.token_hex(8)
     admin.execute(f"CREATE ROLE {member} LOGIN PASSWORD '{password}' IN ROLE {GROUP}")
     _edit(admin, path, lambda text: line + text)
     try:
-        poll(lambda: _refuses_a_wrong_password(member), timeout=10)  # the reload is asynchronous
+        poll(lambda: refuses_a_wrong_password(member), timeout=10)  # the reload is asynchronous
         yield
     finally:
         _edit(admin, path, lambda text: "".join(kept for kept in text.splitlines(True) if kept != line))
         admin.execute(f"DROP ROLE IF EXISTS {member}")
-
-
-def _refuses_a_wrong_password(role: str) -> bool:
-    try:
-        psycopg.connect(**{**PG, "user": role, "password": "not-the-password"}, connect_timeout=3).close()
-    except psycopg.OperationalError as exc:
-        return "password authentication failed" in str(exc)
-    return False
 
 
 def address_secret() -> dict[str, Any]:

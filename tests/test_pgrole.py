@@ -11,7 +11,6 @@ import base64
 import hashlib
 import hmac
 import logging
-import os
 import sys
 import uuid
 from collections.abc import Iterator
@@ -21,27 +20,18 @@ from typing import Any
 import hvac
 import pytest
 from flask import Flask
+from pg_support import connect_admin, database_secret, throwaway_role
 
 from flask_vault.errors import DatabaseRotationError
 from flask_vault.ops import pgrole
 from tests.rotation_support import PREFIX, backup_data, backup_files, current, make_cli_app, seed_env, vault
 
-psycopg = pytest.importorskip("psycopg")
-
 pytestmark = pytest.mark.postgres
-
-PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres", "dbname": "test"}
 
 
 @pytest.fixture
 def pg_admin() -> Iterator[Any]:
-    try:
-        connection = psycopg.connect(**PG, connect_timeout=3, autocommit=True)
-    except psycopg.OperationalError as exc:
-        reason = f"PostgreSQL at 127.0.0.1:5432 is unreachable ({str(exc).strip().splitlines()[0]})"
-        if os.environ.get("FLASK_VAULT_REQUIRE_POSTGRES") == "1":
-            pytest.fail(f"{reason} and FLASK_VAULT_REQUIRE_POSTGRES=1 requires it.")
-        pytest.skip(f"{reason}; set FLASK_VAULT_REQUIRE_POSTGRES=1 to fail instead of skipping.")
+    connection = connect_admin()
     yield connection
     connection.close()
 
@@ -49,11 +39,8 @@ def pg_admin() -> Iterator[Any]:
 @pytest.fixture
 def pg_role(pg_admin: Any) -> Iterator[tuple[str, str]]:
     """A throwaway LOGIN role with a known password, dropped afterwards."""
-    role, password = f"fv_rot_{uuid.uuid4().hex[:10]}", f"initial-{uuid.uuid4().hex}"
-    pg_admin.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'")
-    yield role, password
-    pg_admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (role,))
-    pg_admin.execute(f"DROP ROLE IF EXISTS {role}")
+    with throwaway_role(pg_admin, "fv_rot") as role:
+        yield role
 
 
 def password_is(pg_admin: Any, role: str, password: str) -> bool:
@@ -71,16 +58,7 @@ def password_is(pg_admin: Any, role: str, password: str) -> bool:
 
 @pytest.fixture
 def env(vault_root: hvac.Client, unique_env: str, pg_role: tuple[str, str]) -> str:
-    role, password = pg_role
-    database = {
-        "driver": "postgresql+psycopg",
-        "host": "127.0.0.1",
-        "port": 5432,
-        "username": role,
-        "password": password,
-        "database": "test",
-    }
-    seed_env(vault_root, unique_env, database=database)
+    seed_env(vault_root, unique_env, database=database_secret(*pg_role))
     return unique_env
 
 

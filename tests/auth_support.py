@@ -7,7 +7,6 @@ server of their own (module scope) instead of the shared session server.
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -15,7 +14,7 @@ from typing import Any
 import hvac
 import pytest
 import requests
-from core_support import read_policy
+from core_support import poll, read_policy
 from flask import Flask
 
 from flask_vault import FlaskVault
@@ -185,11 +184,4 @@ def assert_no_leak(text: str, secrets: list[str]) -> None:
 
 def wait_for(condition: Callable[[], Any], timeout: float, message: str, interval: float = 0.05) -> Any:
     """Poll ``condition`` until it is truthy or ``timeout`` passes (then fail with ``message``)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s: {message}")
-        time.sleep(interval)
+    return poll(condition, timeout=timeout, interval=interval, message=message)

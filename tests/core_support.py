@@ -74,22 +74,21 @@ def assert_no_leak(text: str, secrets: Iterable[Any]) -> None:
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 5.0, interval: float = 0.02) -> None:
     """Poll ``predicate`` until it is true or ``timeout`` passes (then fail)."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(interval)
+    poll(predicate, timeout=timeout, interval=interval)
 
 
-def poll(predicate: Callable[[], Any], *, timeout: float, interval: float = 0.05) -> Any:
-    """Call ``predicate`` until it returns something true (returned), or fail after ``timeout``."""
+def poll(predicate: Callable[[], Any], *, timeout: float, interval: float = 0.05, message: str | None = None) -> Any:
+    """Call ``predicate`` until it returns something true (returned), or fail after ``timeout``
+    (saying ``message``, when given)."""
     deadline = time.monotonic() + timeout
     while True:
         result = predicate()
         if result:
             return result
         if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
+            raise AssertionError(
+                f"timed out after {timeout}s: {message}" if message else f"condition not met within {timeout}s"
+            )
         time.sleep(interval)
 
 

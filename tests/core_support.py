@@ -15,7 +15,7 @@ import hvac
 from flask import Flask
 
 from flask_vault import FlaskVault, VaultClient, VaultSettings
-from flask_vault.devserver import free_port_pair
+from flask_vault.devserver import PersistentOpenBaoServer, free_port_pair
 
 
 def client_for(base_config: dict[str, Any], **overrides: Any) -> VaultClient:
@@ -65,6 +65,14 @@ def read_policy(mount: str, path_glob: str) -> str:
 def unused_url() -> str:
     """An http:// address on loopback where nothing listens."""
     return f"http://127.0.0.1:{free_port_pair()}"
+
+
+def running(server: PersistentOpenBaoServer) -> PersistentOpenBaoServer:
+    """A module's disk-backed ``server``, started again if an earlier test stopped it, and active."""
+    if server.process is None or server.process.poll() is not None:
+        server.start()
+    server.wait_active()
+    return server
 
 
 def assert_no_leak(text: str, secrets: Iterable[Any]) -> None:

@@ -22,7 +22,7 @@ import hvac
 import pytest
 import requests
 import requests_mock
-from core_support import FakeClock, poll, read_policy, token_with_policy
+from core_support import FakeClock, poll, read_policy, running, token_with_policy
 from flask import Flask
 from observe_support import AuditCapture, Shown, approle_login, capturing_audit, health_answer, new_app
 
@@ -645,10 +645,7 @@ def disk_server() -> Iterator[PersistentOpenBaoServer]:
 
 @pytest.fixture
 def disk_vault(disk_server: PersistentOpenBaoServer) -> PersistentOpenBaoServer:
-    if disk_server.process is None or disk_server.process.poll() is not None:
-        disk_server.start()
-    disk_server.wait_active()
-    return disk_server
+    return running(disk_server)
 
 
 def disk_app(server: PersistentOpenBaoServer, **config: Any) -> Flask:

@@ -15,7 +15,7 @@ from typing import Any
 import hvac
 import pytest
 import requests_mock as rm
-from core_support import FakeClock, poll
+from core_support import FakeClock, poll, running
 from flask import Flask
 
 from flask_vault import FlaskVault, SecretNotFoundError, VaultClient, VaultError, VaultUnavailableError
@@ -66,10 +66,7 @@ def persistent_server() -> Iterator[PersistentOpenBaoServer]:
 
 @pytest.fixture
 def running_server(persistent_server: PersistentOpenBaoServer) -> PersistentOpenBaoServer:
-    if persistent_server.process is None or persistent_server.process.poll() is not None:
-        persistent_server.start()
-        persistent_server.wait_active()
-    return persistent_server
+    return running(persistent_server)
 
 
 @pytest.mark.slow

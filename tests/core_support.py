@@ -6,9 +6,11 @@ live in ``conftest.py``; these helpers only assemble clients, apps and tokens fr
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 import hvac
@@ -60,6 +62,14 @@ def token_with_policy(
 
 def read_policy(mount: str, path_glob: str) -> str:
     return f'path "{mount}/data/{path_glob}" {{\n  capabilities = ["read"]\n}}\n'
+
+
+def app_process_env(home: Path | str, **settings: str) -> dict[str, str]:
+    """The environment of an app process a test starts: this one's without any VAULT_ or BAO_
+    variable (nothing from the developer's shell), HOME=``home`` (no ~/.vault-token), and ``settings``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_"))}
+    env.update(HOME=str(home), **settings)
+    return env
 
 
 def unused_url() -> str:

@@ -12,7 +12,6 @@ with the password Vault handed out for that very user.
 
 from __future__ import annotations
 
-import os
 import secrets
 import uuid
 from collections.abc import Iterator
@@ -22,7 +21,7 @@ from typing import Any
 
 import hvac
 import pytest
-from core_support import poll
+from core_support import app_process_env, poll
 from pg_support import _edit, connect_admin, refuses_a_wrong_password, terminate
 
 from example_app.seed import prepare_postgres, seed_database_engine
@@ -39,16 +38,14 @@ def child_environment(
 ) -> dict[str, str]:
     """The environment of an app process started by a test: this one's, minus any VAULT_/BAO_
     variable, pointed at the test server with a database role."""
-    child = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_"))}
-    child.update(
-        HOME=str(home),
+    return app_process_env(
+        home,
         VAULT_ADDR=base_config["VAULT_URL"],
         VAULT_TOKEN=base_config["VAULT_TOKEN"],
         VAULT_ENVIRONMENT=environment,
         VAULT_DATABASE_ROLE=role,
         **extra,
     )
-    return child
 
 
 def prepare_database(admin: Any) -> str:

@@ -10,7 +10,6 @@ must say the token is being replaced (``warn``), never ``fail``.
 from __future__ import annotations
 
 import logging
-import os
 import subprocess
 import sys
 import threading
@@ -30,7 +29,7 @@ from auth_support import (
     make_approle,
     root,
 )
-from core_support import FakeClock, poll
+from core_support import FakeClock, app_process_env, poll
 from flask import Flask
 
 from flask_vault import FlaskVault, VaultClient
@@ -63,10 +62,9 @@ auto_auth {{
 }}
 """
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_"))}
     with open(directory / "agent.log", "wb") as log:
         agent = subprocess.Popen(
-            [find_bao(), "agent", f"-config={directory / 'agent.hcl'}"], env={**env, "HOME": str(directory)},
+            [find_bao(), "agent", f"-config={directory / 'agent.hcl'}"], env=app_process_env(directory),
             stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
     poll(lambda: sink.exists() and sink.read_text().strip(), timeout=30)
@@ -80,9 +78,8 @@ def test_revoking_the_agents_token_fails_no_request_and_health_never_says_fail(
     agent, sink = start_agent(auth_server, root, tmp_path)
     port = free_port_pair()
     base = f"http://127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_"))}
-    env.update(
-        HOME=str(tmp_path),
+    env = app_process_env(
+        tmp_path,
         VAULT_ADDR=auth_server.url,
         VAULT_TOKEN_FILE=str(sink),
         VAULT_ENVIRONMENT=ENVIRONMENT,

@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -37,6 +36,7 @@ from auth_support import (
     unique,
     wait_for,
 )
+from core_support import app_process_env
 from flask import Flask
 from flask.sessions import SecureCookieSessionInterface
 
@@ -112,9 +112,8 @@ def _example_env(server: OpenBaoServer, root: hvac.Client, tmp_path: Path) -> tu
     policy = f"{APP_POLICY}-{environment}"
     root.sys.create_or_update_policy(policy, app_policy(environment))
     role = make_approle(root, token_ttl="2s", token_max_ttl="6s", token_policies=[policy])
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_"))}
-    env.update(
-        HOME=str(tmp_path),
+    env = app_process_env(
+        tmp_path,
         VAULT_ADDR=server.url,
         VAULT_ROLE_ID=role.role_id,
         VAULT_SECRET_ID=role.secret_id,

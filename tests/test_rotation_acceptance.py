@@ -12,7 +12,6 @@ so that every worker has to log in to the database again. No request may fail.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import threading
@@ -24,7 +23,7 @@ from typing import Any
 import hvac
 import pytest
 import requests
-from core_support import assert_no_leak, poll
+from core_support import app_process_env, assert_no_leak, poll
 from pg_support import connect_admin, database_secret, password_required, throwaway_role
 
 from flask_vault import VaultClient
@@ -121,9 +120,8 @@ def run_rotations(admin: Any, openbao_server: Any, vault_root: hvac.Client, uniq
         keys = {"secret_key": "sk-" + "a" * 40, "jwt_secret": "jwt-" + "b" * 40}
         kv.create_or_update_secret(f"{PREFIX}/{unique_env}/flask", keys)
         kv.create_or_update_secret(f"{PREFIX}/{unique_env}/database", database_secret(role, password))
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_"))}
-        env.update(
-            HOME=str(tmp_path),
+        env = app_process_env(
+            tmp_path,
             VAULT_ADDR=openbao_server.url,
             VAULT_TOKEN=openbao_server.root_token,
             VAULT_ENVIRONMENT=unique_env,

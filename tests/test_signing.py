@@ -8,7 +8,6 @@ built in-process or run as a fresh process.
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import subprocess
 import sys
@@ -20,7 +19,7 @@ from typing import Any
 import hvac
 import jwt as pyjwt
 import pytest
-from core_support import FakeClock
+from core_support import FakeClock, app_process_env
 from flask import Flask
 from flask.sessions import SecureCookieSessionInterface
 from rotation_app import build_app
@@ -111,9 +110,8 @@ def test_sessions_and_jwts_signed_before_rotations_are_accepted_by_a_fresh_proce
     assert pyjwt.get_unverified_header(token)["kid"] == "vault-v1"
     rotate_flask(vault_root, env)
     assert rotate_flask(vault_root, env) == 3
-    child_env = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_"))}
-    child_env.update(
-        HOME=str(tmp_path),
+    child_env = app_process_env(
+        tmp_path,
         VAULT_ADDR=openbao_server.url,
         VAULT_TOKEN=openbao_server.root_token,
         VAULT_ENVIRONMENT=env,

@@ -14,7 +14,7 @@ from typing import Any
 import hvac
 import pytest
 import requests
-from core_support import poll, read_policy
+from core_support import logging_to, poll, read_policy
 from flask import Flask
 
 from flask_vault import FlaskVault
@@ -165,16 +165,8 @@ class LogCapture(logging.Handler):
 
 @pytest.fixture
 def flask_vault_logs() -> Iterator[LogCapture]:
-    handler = LogCapture()
-    logger = logging.getLogger("flask_vault")
-    previous = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
-    try:
+    with logging_to(LogCapture(), "flask_vault", logging.DEBUG) as handler:
         yield handler
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(previous)
 
 
 def assert_no_leak(text: str, secrets: list[str]) -> None:

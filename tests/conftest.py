@@ -21,6 +21,7 @@ from flask import Flask
 from flask_vault import FlaskVault
 from flask_vault.client import _reset_default_client
 from flask_vault.testing import OpenBaoServer
+from tests.core_support import logging_to
 from tests.leak_scan import LeakScan, recording
 
 PREFIX = "store-erp"
@@ -90,18 +91,9 @@ def no_secret_in_anything_said(openbao_server: OpenBaoServer, leak_scan: LeakSca
     """Across the whole session: no log record (audit trail included, at DEBUG), CLI output, health or
     metrics body or VaultError message holds a seeded secret value or the server's root token, as is
     or base64-encoded (see tests/leak_scan.py)."""
-    handler = _EverythingLogged(leak_scan)
-    logger = logging.getLogger("flask_vault")
-    previous = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
-    try:
-        with recording(leak_scan):
-            yield
+    with logging_to(_EverythingLogged(leak_scan), "flask_vault", logging.DEBUG), recording(leak_scan):
+        yield
         unheard = _loggers_not_scanned(leak_scan)
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(previous)
     assert not unheard, f"DEBUG records of {', '.join(unheard)} never reached the scan, which would miss their leaks"
     forbidden = [*FLASK_SECRET.values(), str(DATABASE_SECRET["password"]), openbao_server.root_token]
     leaks = leak_scan.leaks(forbidden)

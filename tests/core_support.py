@@ -6,18 +6,36 @@ live in ``conftest.py``; these helpers only assemble clients, apps and tokens fr
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import hvac
 from flask import Flask
 
 from flask_vault import FlaskVault, VaultClient, VaultSettings
 from flask_vault.devserver import PersistentOpenBaoServer, free_port_pair
+
+H = TypeVar("H", bound=logging.Handler)
+
+
+@contextmanager
+def logging_to(handler: H, logger: str, level: int) -> Iterator[H]:
+    """``handler`` on the logger named ``logger``, set to ``level``, while inside; then as it was."""
+    target = logging.getLogger(logger)
+    previous = target.level
+    target.addHandler(handler)
+    target.setLevel(level)
+    try:
+        yield handler
+    finally:
+        target.removeHandler(handler)
+        target.setLevel(previous)
 
 
 def client_for(base_config: dict[str, Any], **overrides: Any) -> VaultClient:

@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import quote
 
 import hvac
-from core_support import make_app, read_policy
+from core_support import logging_to, make_app, read_policy
 from flask import Flask
 
 from flask_vault import FlaskVault
@@ -72,16 +72,8 @@ class AuditCapture(logging.Handler):
 @contextmanager
 def capturing_audit(shown: Shown) -> Iterator[AuditCapture]:
     """The audit logger at INFO, its records captured, for the duration."""
-    logger = logging.getLogger("flask_vault.audit")
-    handler = AuditCapture(shown)
-    previous = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
+    with logging_to(AuditCapture(shown), "flask_vault.audit", logging.INFO) as handler:
         yield handler
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(previous)
 
 
 def new_app(base_config: dict[str, Any], **config: Any) -> Flask:

@@ -22,7 +22,7 @@ from typing import Any
 import hvac
 import pytest
 from core_support import app_process_env, poll
-from pg_support import _edit, connect_admin, refuses_a_wrong_password, terminate
+from pg_support import _edit, admin_connection, refuses_a_wrong_password, terminate
 
 from example_app.seed import prepare_postgres, seed_database_engine
 
@@ -144,9 +144,8 @@ def address_secret() -> dict[str, Any]:
 
 @pytest.fixture(scope="session")
 def pg_admin() -> Iterator[Any]:
-    connection = connect_admin()
-    yield connection
-    connection.close()
+    with admin_connection() as connection:
+        yield connection
 
 
 @pytest.fixture(scope="session")

@@ -40,6 +40,16 @@ def connect_admin() -> Any:
 
 
 @contextmanager
+def admin_connection() -> Iterator[Any]:
+    """:func:`connect_admin`, closed afterwards."""
+    connection = connect_admin()
+    try:
+        yield connection
+    finally:
+        connection.close()
+
+
+@contextmanager
 def throwaway_role(admin: Any, prefix: str = "fv_conn") -> Iterator[tuple[str, str]]:
     """A LOGIN role with a known password, its sessions ended and the role dropped afterwards."""
     role, password = f"{prefix}_{uuid.uuid4().hex[:10]}", f"initial-{uuid.uuid4().hex}"

@@ -18,7 +18,7 @@ import pytest
 import sqlalchemy
 from core_support import FakeClock, poll
 from flask import Flask
-from pg_support import connect_admin, database_secret, password_required, terminate, throwaway_role
+from pg_support import admin_connection, database_secret, password_required, terminate, throwaway_role
 from rotation_app import build_app, db
 from rotation_support import make_cli_app, vault
 
@@ -33,9 +33,8 @@ PREFIX = "store-erp"
 
 @pytest.fixture
 def admin() -> Iterator[Any]:
-    connection = connect_admin()
-    yield connection
-    connection.close()
+    with admin_connection() as connection:
+        yield connection
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from typing import Any
 import hvac
 import pytest
 from flask import Flask
-from pg_support import connect_admin, database_secret, throwaway_role
+from pg_support import admin_connection, database_secret, throwaway_role
 
 from flask_vault.errors import DatabaseRotationError
 from flask_vault.ops import pgrole
@@ -31,9 +31,8 @@ pytestmark = pytest.mark.postgres
 
 @pytest.fixture
 def pg_admin() -> Iterator[Any]:
-    connection = connect_admin()
-    yield connection
-    connection.close()
+    with admin_connection() as connection:
+        yield connection
 
 
 @pytest.fixture

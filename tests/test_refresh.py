@@ -9,9 +9,21 @@ from typing import Any
 
 import hvac
 from core_support import init_vault, poll, write_secret
+from flask import Flask
+from flask.testing import FlaskClient
 
 from tests.conftest import FLASK_SECRET, PREFIX
 from tests.faults import TcpProxy
+
+
+def ping_client(app: Flask) -> FlaskClient:
+    """A test client of ``app``, which gets a route GET /ping that does nothing but answer."""
+
+    @app.get("/ping")
+    def ping() -> str:
+        return "pong"
+
+    return app.test_client()
 
 
 def test_while_the_mapped_secrets_are_fresh_a_request_looks_up_no_cache_entry(base_config: dict[str, Any]) -> None:
@@ -19,11 +31,7 @@ def test_while_the_mapped_secrets_are_fresh_a_request_looks_up_no_cache_entry(ba
     secrets = {"JWT_SECRET_KEY": "flask#jwt_secret", "SQLALCHEMY_DATABASE_URI": "database"}
     app, vault = init_vault(base_config, "refresh_quiet", VAULT_CACHE_TTL=300, VAULT_SECRETS=secrets)
 
-    @app.get("/ping")
-    def ping() -> str:
-        return "pong"
-
-    web = app.test_client()
+    web = ping_client(app)
     with app.app_context():
         stats = vault.client.cache.stats
     assert web.get("/ping").status_code == 200  # the first request touches every mapped secret once
@@ -45,11 +53,7 @@ def test_past_the_refresh_point_a_request_refreshes_and_the_new_version_is_appli
         VAULT_SECRETS={"SECRET_KEY": "flask#secret_key"},
     )
 
-    @app.get("/ping")
-    def ping() -> str:
-        return "pong"
-
-    web = app.test_client()
+    web = ping_client(app)
     with app.app_context():
         stats = vault.client.cache.stats
     reads = stats.reads
@@ -68,11 +72,7 @@ def test_past_the_refresh_point_a_request_refreshes_and_the_new_version_is_appli
 def test_after_clear_cache_the_next_request_reads_the_mapped_secrets(base_config: dict[str, Any]) -> None:
     app, vault = init_vault(base_config, "refresh_cleared", VAULT_CACHE_TTL=300)
 
-    @app.get("/ping")
-    def ping() -> str:
-        return "pong"
-
-    web = app.test_client()
+    web = ping_client(app)
     assert web.get("/ping").status_code == 200
     with app.app_context():
         stats = vault.client.cache.stats
@@ -97,11 +97,7 @@ def test_during_an_outage_a_request_touches_the_cache_only_when_a_probe_of_vault
         VAULT_SECRETS=secrets,
     )
 
-    @app.get("/ping")
-    def ping() -> str:
-        return "pong"
-
-    web = app.test_client()
+    web = ping_client(app)
     with app.app_context():
         cache = vault.client.cache
     proxy.set_mode("down")

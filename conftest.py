@@ -1,21 +1,40 @@
 """What every test of the repository shares (tests/ and example_app/tests/).
 
-``flask_vault.testing`` gives the session its ``openbao_server``. Every keeper or lease
-that a test, or a module's fixtures, started is closed when that test, or module, ends.
+``flask_vault.testing`` gives the session its ``openbao_server``. Each test runs in a clean
+process environment, and every keeper or lease that a test, or a module's fixtures,
+started is closed when that test, or module, ends.
 """
 
 from __future__ import annotations
 
+import os
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from flask_vault.auth import renewal
+from flask_vault.client import _reset_default_client
 
 pytest_plugins = ["flask_vault.testing"]
+
+_ISOLATED_PREFIXES = ("VAULT_", "BAO_")
+_ISOLATED_NAMES = ("SECRET_KEY", "JWT_SECRET_KEY", "DATABASE_URL", "SQLALCHEMY_DATABASE_URI", "XDG_STATE_HOME")
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """No VAULT_* or secret variables from the developer's shell, and no ~/.vault-token."""
+    for name in list(os.environ):
+        if name.startswith(_ISOLATED_PREFIXES) or name in _ISOLATED_NAMES:
+            monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    _reset_default_client()
+    yield
+    _reset_default_client()
 
 
 @contextmanager

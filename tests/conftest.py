@@ -1,15 +1,14 @@
 """Shared fixtures: one real OpenBao dev server per session, seeded with store-erp secrets.
 
-``openbao_server`` comes from :mod:`flask_vault.testing` (see the top-level conftest.py).
-Each test gets a clean process environment (no VAULT_*, SECRET_KEY, ... leaking in from
-the shell) and a fresh ``app``; ``vault`` applies the extension so a test can change
-``app.config`` first.
+``openbao_server`` comes from :mod:`flask_vault.testing`, and a clean process environment
+for each test (no VAULT_*, SECRET_KEY, ... leaking in from the shell) from the top-level
+conftest.py. Each test gets a fresh ``app``; ``vault`` applies the extension so a test
+can change ``app.config`` first.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -19,7 +18,6 @@ import pytest
 from flask import Flask
 
 from flask_vault import FlaskVault
-from flask_vault.client import _reset_default_client
 from flask_vault.testing import OpenBaoServer
 from tests.core_support import logging_to
 from tests.leak_scan import LeakScan, recording
@@ -36,21 +34,6 @@ DATABASE_SECRET = {
     "password": "p@ss:w/rd%?#&=+ é",
     "database": "store_erp",
 }
-
-_ISOLATED_PREFIXES = ("VAULT_", "BAO_")
-_ISOLATED_NAMES = ("SECRET_KEY", "JWT_SECRET_KEY", "DATABASE_URL", "SQLALCHEMY_DATABASE_URI", "XDG_STATE_HOME")
-
-
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> Iterator[None]:
-    """No VAULT_* or secret variables from the developer's shell, and no ~/.vault-token."""
-    for name in list(os.environ):
-        if name.startswith(_ISOLATED_PREFIXES) or name in _ISOLATED_NAMES:
-            monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    _reset_default_client()
-    yield
-    _reset_default_client()
 
 
 class _EverythingLogged(logging.Handler):

@@ -2,13 +2,12 @@
 
 ``openbao_server`` comes from :mod:`flask_vault.testing` (loaded by the top-level
 conftest.py). Each test gets its own Vault environment, seeded with fresh secrets and a
-database secret pointing at a SQLite file in ``tmp_path``, and a clean process
-environment (nothing from the developer's shell).
+database secret pointing at a SQLite file in ``tmp_path``; the top-level conftest.py gives
+it a clean process environment (nothing from the developer's shell).
 """
 
 from __future__ import annotations
 
-import os
 import secrets
 import uuid
 from collections.abc import Iterator
@@ -20,21 +19,7 @@ import pytest
 from flask import Flask
 
 from example_app import create_app
-from flask_vault.client import _reset_default_client
 from flask_vault.testing import OpenBaoServer
-
-_ISOLATED_NAMES = ("SECRET_KEY", "JWT_SECRET_KEY", "DATABASE_URL", "SQLALCHEMY_DATABASE_URI", "XDG_STATE_HOME")
-
-
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
-    for name in list(os.environ):
-        if name.startswith(("VAULT_", "BAO_")) or name in _ISOLATED_NAMES:
-            monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # no ~/.vault-token
-    _reset_default_client()
-    yield
-    _reset_default_client()
 
 
 @pytest.fixture(scope="session")

@@ -41,11 +41,11 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterat
 def closing_new_spines() -> Iterator[None]:
     """Close every renewal spine (a keeper's, a lease's) made inside, newest first, without revoking.
 
-    A keeper left running keeps its background thread: a given token's lookup (within
+    A keeper left running keeps its background work: a given token's lookup (within
     LOOKUP_SPREAD of init_app, retried while Vault cannot be reached) or a renewal would
     otherwise land in a later test, where a requests_mock counting every request sees it.
     A test that wants a revocation closes its spine itself; the spines alive before are
-    only watched weakly, so this never keeps one (or its thread) alive.
+    only watched weakly, so this never keeps one alive.
     """
     before: weakref.WeakSet[renewal.Renewal[Any]] = weakref.WeakSet(renewal.live())
     try:

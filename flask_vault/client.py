@@ -22,7 +22,8 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -280,13 +281,8 @@ class VaultClient:
 
     def read_version(self, name: str, version: int | None = None) -> CachedSecret:
         """Read a given KV v2 version (the current one when None), bypassing the cache."""
-        try:
+        with self._names_a_close_name(name):
             return self.kv.read(name, version=version)
-        except SecretNotFoundError as exc:
-            hinted = self._with_name_hint(exc, name)
-            if hinted is None:
-                raise
-            raise hinted from exc
 
     def list_secrets(self) -> list[str]:
         """Names of every secret under ``<prefix>/<environment>/``, sorted."""
@@ -294,13 +290,8 @@ class VaultClient:
 
     def read_metadata(self, name: str) -> dict[str, Any]:
         """KV v2 metadata: current version and every version's times (no values)."""
-        try:
+        with self._names_a_close_name(name):
             return self.kv.metadata(name)
-        except SecretNotFoundError as exc:
-            hinted = self._with_name_hint(exc, name)
-            if hinted is None:
-                raise
-            raise hinted from exc
 
     def known_names(self) -> set[str]:
         """The secret names the settings name (``VAULT_SECRETS``, ``VAULT_DATABASE_BINDS``, ``VAULT_ROTATION``).
@@ -310,6 +301,17 @@ class VaultClient:
         settings = self.settings
         names = {reference.partition("#")[0] for reference in settings.secrets.values()}
         return names | set(settings.database_binds.values()) | set(settings.rotation.configured)
+
+    @contextmanager
+    def _names_a_close_name(self, name: str) -> Iterator[None]:
+        """A :class:`SecretNotFoundError` for ``name`` raised inside ends with the closest known name, if any."""
+        try:
+            yield
+        except SecretNotFoundError as exc:
+            hinted = self._with_name_hint(exc, name)
+            if hinted is None:
+                raise
+            raise hinted from exc
 
     def _with_name_hint(self, exc: SecretNotFoundError, name: str) -> SecretNotFoundError | None:
         """``exc`` (Vault has no secret ``name``) with the closest known name added; None when none is close."""

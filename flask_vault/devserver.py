@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -87,8 +88,32 @@ def audit_device_config(path: str | os.PathLike[str], name: str = "file") -> str
     return f'audit "file" "{name}" {{\n  options {{\n    file_path = "{path}"\n  }}\n}}\n'
 
 
+class _WorkingFolder:
+    """A server's temporary folder, removed (with what it holds) once the server object is gone.
+
+    The folder holds the server's output, where a dev server prints its root token and a
+    new server its unseal key; it outlives stop() so that a stopped server can start
+    again with its data, and goes at garbage collection or interpreter exit at the latest.
+    """
+
+    def __init__(self) -> None:
+        self.path = Path(tempfile.mkdtemp(prefix="openbao-dev-"))  # 0700: this user's only
+        self.process: subprocess.Popen[bytes] | None = None
+        self.owner = os.getpid()
+
+    def remove(self) -> None:
+        if os.getpid() != self.owner:  # a forked child that exits leaves its parent's server alone
+            return
+        stop_process(self.process)
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
 class OpenBaoServer:
-    """A ``bao server -dev`` process on 127.0.0.1. Use as a context manager or start()/stop()."""
+    """A ``bao server -dev`` process on 127.0.0.1. Use as a context manager or start()/stop().
+
+    Its temporary folder (:attr:`workdir`) is removed when the object is garbage collected or
+    the interpreter exits, after stopping the server if it still runs.
+    """
 
     def __init__(
         self,
@@ -106,7 +131,9 @@ class OpenBaoServer:
         self.extra_args = list(extra_args)
         self.config = config
         self.binary = binary or find_bao()
-        self.workdir = Path(tempfile.mkdtemp(prefix="openbao-dev-"))
+        self._folder = _WorkingFolder()
+        weakref.finalize(self, self._folder.remove)
+        self.workdir = self._folder.path
         self.log_path = self.workdir / "server.log"
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -150,6 +177,7 @@ class OpenBaoServer:
                 cwd=self.workdir,
                 start_new_session=True,
             )
+        self._folder.process = self.process
         try:
             wait_until_ready(self.url, timeout=timeout, process=self.process, verify=self.ca_cert or True)
         except RuntimeError as exc:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import secrets
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -38,3 +41,27 @@ def test_a_persistent_server_log_hides_the_keys_it_was_initialized_with() -> Non
         shown = server.log_text()
         assert server.unseal_key and server.unseal_key not in shown
         assert server.root_token not in shown
+
+
+def test_a_server_object_that_is_gone_takes_its_folder_and_its_process_with_it() -> None:
+    server = OpenBaoServer().start()
+    folder, process = server.workdir, server.process
+    assert process is not None
+    wait_for(lambda: "Root Token" in (folder / "server.log").read_text(), timeout=10)
+    del server
+    gc.collect()
+    assert not folder.exists()  # the root token it printed is gone with it
+    assert process.poll() is not None
+
+
+def test_a_server_left_running_at_interpreter_exit_is_stopped_and_its_folder_removed() -> None:
+    code = (
+        "from flask_vault.devserver import OpenBaoServer\n"
+        "server = OpenBaoServer().start()\n"
+        "print(server.workdir, server.process.pid, flush=True)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    folder, pid = done.stdout.split()
+    assert not Path(folder).exists()
+    wait_for(lambda: not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2])

@@ -60,6 +60,10 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt  # SIGTERM cleans up like Ctrl-C
 
 
+#: Seconds the demo app keeps a secret before reading it again, so that a rotation shows soon.
+DEMO_CACHE_TTL = 10
+
+
 def main() -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -96,6 +100,7 @@ def main() -> int:
             VAULT_ENVIRONMENT="development",
             VAULT_ROLE_ID=seeded["role_id"],  # the app logs in with AppRole, as it would in production
             VAULT_SECRET_ID=secret_id,
+            VAULT_CACHE_TTL=str(DEMO_CACHE_TTL),  # a rotation shows within seconds (default: 300)
             FLASK_APP="example_app",
         )
         if engine is not None:
@@ -121,7 +126,10 @@ def main() -> int:
             f"  curl -s -X POST {app_url}/login -H 'Content-Type: application/json'"
             ' -d \'{"username": "demo", "password": "demo"}\''
         )
-        print("A rotation to find in the audit log afterwards (in another terminal):")
+        print(
+            f"A rotation to find in the audit log afterwards (in another terminal); the app picks it up within"
+            f" {DEMO_CACHE_TTL} s (VAULT_CACHE_TTL) and new JWTs then carry kid vault-v2:"
+        )
         print(
             f"  VAULT_ADDR={server.url} VAULT_TOKEN=root VAULT_ENVIRONMENT=development"
             " .venv/bin/flask --app example_app vault rotate --secret flask --yes"

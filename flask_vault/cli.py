@@ -180,6 +180,20 @@ def _quiet_unconfigured(name: str) -> None:
     logger = logging.getLogger(name)
     if not logging.getLogger().handlers and not logger.handlers:
         logger.addHandler(logging.NullHandler())
+        settings_log = logging.getLogger("flask_vault.settings")
+        if not any(isinstance(handler, _SettingWarnings) for handler in settings_log.handlers):
+            settings_log.addHandler(_SettingWarnings())
+
+
+class _SettingWarnings(logging.Handler):
+    """A misspelt or misplaced setting (``VAULT_ENVIROMENT``) is said on stderr even when logging is not set up:
+    the command's own report would otherwise look right for the settings it silently fell back to."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        click.echo(f"warning: {safe_text(record.getMessage(), _MESSAGE_LIMIT)}", err=True)
 
 
 yes_option = click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")

@@ -224,6 +224,22 @@ def test_a_misspelt_vault_key_in_app_config_is_warned_once_with_the_closest_sett
     assert "app.config['VAULT_ADDR'] is ignored" in said[1] and "the setting is VAULT_URL" in said[1]
 
 
+def test_flask_vault_status_says_a_misspelt_setting_on_stderr_without_logging_set_up(
+    openbao_server: OpenBaoServer, tmp_path: Path
+) -> None:
+    folder = write_fresh_app(tmp_path / "project")
+    env = clean_env(
+        folder, VAULT_URL=openbao_server.url, VAULT_TOKEN=openbao_server.root_token, VAULT_ENVIROMENT="production"
+    )
+    status = run_flask(folder, env, "vault", "status", timeout=60)
+    said = [line for line in status.stderr.splitlines() if line.startswith("warning: ")]
+    assert said == [
+        "warning: The environment variable 'VAULT_ENVIROMENT' is not a flask-vault setting and is ignored;"
+        " did you mean VAULT_ENVIRONMENT?"
+    ]
+    assert openbao_server.root_token not in status.stdout + status.stderr
+
+
 def test_only_environment_variables_close_to_a_setting_are_warned_about(
     base_config: dict[str, Any], caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:

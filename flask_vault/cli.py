@@ -331,7 +331,13 @@ def _describe(result: ChangeResult) -> str:
     help="Also count the live tokens of the app's login role, to spot a leak (one request per token; the policy"
     " must allow listing auth/token/accessors).",
 )
-def status_command(as_json: bool, tokens: bool) -> None:
+@click.option(
+    "--role",
+    metavar="ROLE",
+    help="With --tokens: count the tokens of this login role (the app's, when an operator's token runs the command)"
+    " instead of the role of the token in use.",
+)
+def status_command(as_json: bool, tokens: bool, role: str | None) -> None:
     """Server, login, secrets and cache, as /health/vault sees them (exit 0 pass, 1 warn, 2 fail).
 
     Always probes Vault afresh, from this process: a secret Vault cannot give now is a
@@ -341,7 +347,9 @@ def status_command(as_json: bool, tokens: bool) -> None:
     """
     state = _state()
     report = get_monitor(state).report(fresh=True)
-    census = count_role_tokens(state.client.keeper) if tokens else None
+    if role is not None and not tokens:
+        raise click.UsageError("--role names whose tokens --tokens counts: add --tokens.")
+    census = count_role_tokens(state.client.keeper, role=role) if tokens else None
     if as_json:
         body = report.body(details=True).decode()
         click.echo(body if census is None else json.dumps({**json.loads(body), "tokens": census.as_dict()}))

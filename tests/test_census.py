@@ -73,3 +73,30 @@ def test_a_token_given_as_is_has_no_role_to_count(auth_server: OpenBaoServer) ->
     client = VaultClient(vault_url=auth_server.url, vault_token=auth_server.root_token)
     census = count_role_tokens(client.keeper)
     assert census.alive is None and census.reason and "not created by a login role" in census.reason
+
+
+def test_an_operator_names_the_apps_role_and_counts_its_tokens_not_the_operators(
+    auth_server: OpenBaoServer, root: hvac.Client
+) -> None:
+    role = make_approle(root, token_ttl="5m")  # the app's own policy: it may not list tokens
+    workers = [VaultClient(settings=VaultSettings.load(role.config(auth_server), {})) for _ in range(3)]
+    for worker in workers:
+        worker.keeper.start()
+    operator = Flask("census_operator")  # the same app, run by an operator with a token that may list tokens
+    app_config = {k: v for k, v in role.config(auth_server).items() if k not in ("VAULT_ROLE_ID", "VAULT_SECRET_ID")}
+    operator.config.update(app_config, VAULT_TOKEN=auth_server.root_token)
+    FlaskVault(operator)
+    runner = operator.test_cli_runner()
+
+    counted = runner.invoke(args=["vault", "status", "--tokens", "--role", role.name])
+    assert f"Live tokens of this app's role: 3 ({role.name} at any login path;" in counted.output
+    workers[0].keeper.close()
+    as_json = runner.invoke(args=["vault", "status", "--tokens", "--role", role.name, "--json"])
+    assert json.loads(as_json.output)["tokens"]["alive"] == 2
+
+    without = runner.invoke(args=["vault", "status", "--tokens"])
+    assert "not created by a login role; name it with --role" in without.output
+    alone = runner.invoke(args=["vault", "status", "--role", role.name])
+    assert alone.exit_code == 2 and "add --tokens" in alone.output
+    for text in (counted.output, as_json.output, without.output):
+        assert role.secret_id not in text and role.role_id not in text

@@ -7,10 +7,11 @@ that keeps growing is a leak (tokens created and never revoked, the "lease explo
 
 The role is the one the token in use was created by: its ``lookup-self`` names the login
 path (``auth/approle/login``) and the role in its metadata (AppRole's ``role_name``,
-JWT's and Kubernetes' ``role``). Counting lists every accessor (``list`` and ``sudo``
-on ``auth/token/accessors``) and looks each one up (``update`` on
-``auth/token/lookup-accessor``): one request per token of the whole server, at most
-``limit``. No token or accessor leaves this module.
+JWT's and Kubernetes' ``role``). An operator, whose own token may list tokens where the
+app's must not, names the app's role instead (``role=``: any login path). Counting lists
+every accessor (``list`` and ``sudo`` on ``auth/token/accessors``) and looks each one up
+(``update`` on ``auth/token/lookup-accessor``): one request per token of the whole
+server, at most ``limit``. No token or accessor leaves this module.
 """
 
 from __future__ import annotations
@@ -54,8 +55,9 @@ class TokenCensus:
         if self.alive is None:
             return f"Live tokens of this app's role: unknown ({self.reason})"
         more = "" if self.complete else f" (at least: {self.checked} of {self.listed} tokens looked up)"
+        where = self.login_path or "any login path"
         return (
-            f"Live tokens of this app's role: {self.alive} ({self.role} at {self.login_path}; {self.listed} tokens"
+            f"Live tokens of this app's role: {self.alive} ({self.role} at {where}; {self.listed} tokens"
             f" on the server){more}. Expected: about one per running worker, plus those killed within the TTL."
         )
 
@@ -63,15 +65,22 @@ class TokenCensus:
         return {**asdict(self), "complete": self.complete}
 
 
-def count_role_tokens(keeper: TokenKeeper, *, limit: int = LIMIT) -> TokenCensus:
-    """Count the live tokens created by the role that created the token in use (see the module docstring)."""
-    try:
-        own = keeper.lookup()
-    except VaultError as exc:
-        return TokenCensus(None, None, None, reason=f"this app's token could not be looked up: {exc.message}")
-    login_path, role = _role_of(own)
+def count_role_tokens(keeper: TokenKeeper, *, role: str | None = None, limit: int = LIMIT) -> TokenCensus:
+    """Count the live tokens created by ``role`` (default: the role that created the token in use).
+
+    See the module docstring.
+    """
+    login_path: str | None = None
     if role is None:
-        return TokenCensus(login_path, None, None, reason="this app's token was not created by a login role")
+        try:
+            own = keeper.lookup()
+        except VaultError as exc:
+            return TokenCensus(None, None, None, reason=f"this app's token could not be looked up: {exc.message}")
+        login_path, role = _role_of(own)
+        if role is None:
+            return TokenCensus(
+                login_path, None, None, reason="this app's token was not created by a login role; name it with --role"
+            )
     transport = keeper.transport
     try:
         listed = transport.request("list", ACCESSORS, lambda: transport.hvac.adapter.list(f"/v1/{ACCESSORS}"))
@@ -101,7 +110,8 @@ def count_role_tokens(keeper: TokenKeeper, *, limit: int = LIMIT) -> TokenCensus
             checked += 1
             continue
         checked += 1
-        if _role_of((found or {}).get("data") or {}) == (login_path, role):
+        path_of, role_of = _role_of((found or {}).get("data") or {})
+        if role_of == role and login_path in (None, path_of):
             alive += 1
     return TokenCensus(login_path, role, alive, len(accessors), checked)
 

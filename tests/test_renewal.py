@@ -205,6 +205,63 @@ def test_close_leaves_a_lease_it_was_given_or_told_to_keep() -> None:
     assert given.revoked == [] and kept.revoked == []
 
 
+@pytest.fixture
+def only_new_spines(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fork and exit handlers see only the spines this test makes (not another test's keepers)."""
+    import weakref
+
+    from flask_vault.auth import renewal as spine
+
+    monkeypatch.setattr(spine, "_LIVE", weakref.WeakSet())
+
+
+def fork_and_report(report: Any) -> dict[str, Any]:
+    """Fork; the child sends ``report()`` (JSON) and leaves without the parent's exit handlers."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(read_end)
+            os.write(write_end, json.dumps(report()).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end) as pipe:
+        child: dict[str, Any] = json.loads(pipe.read() or "{}")
+    os.waitpid(pid, 0)
+    return child
+
+
+def test_in_a_forked_child_the_token_comes_only_once_the_parents_lease_is_dropped(only_new_spines: None) -> None:
+    token, lease = acquired(FakeClock(), background=True), acquired(FakeClock(), background=True)
+    parent, token_came = os.getpid(), threading.Event()
+    lease_when_the_token_came: list[bool] = []
+    get_token = token.replace
+
+    def replace(reason: str) -> Term[str]:
+        if os.getpid() != parent:  # a keeper's listener here replaces a lease held then (older token)
+            lease_when_the_token_came.append(lease.renewal.current is not None)
+        token_came.set()
+        return get_token(reason)
+
+    def lease_after_fork() -> None:  # had the thread started already, the token would come meanwhile
+        token_came.wait(1.0)
+        lease.forked = True
+
+    token.replace = replace  # type: ignore[method-assign]
+    lease.after_fork = lease_after_fork  # type: ignore[method-assign]
+
+    def child_report() -> dict[str, Any]:
+        wait_for(lambda: len(token.issued) == 2 and len(lease.issued) == 2, timeout=10)
+        return {"lease_held": lease_when_the_token_came, "reasons": lease.reasons[1:]}
+
+    try:
+        assert fork_and_report(child_report) == {"lease_held": [False], "reasons": ["first use"]}
+    finally:
+        for spine in (token, lease):
+            spine.renewal.close(revoke=False)
+
+
 def test_a_forked_child_drops_the_parents_lease_and_gets_its_own_from_its_own_thread() -> None:
     lease = acquired(FakeClock(), background=True)
     parent_lease = lease.lease_id

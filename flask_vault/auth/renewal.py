@@ -534,16 +534,27 @@ class Renewal(Generic[D]):
     # -- fork --------------------------------------------------------------------------
 
     def check_fork(self) -> None:
-        """In a forked child the at-fork hook did not reach (``fork()`` from C): do its work now."""
+        """In a forked child the at-fork hook did not reach (``fork()`` from C): do its work now.
+
+        For every live spine at once, when the hook did not run in this process at all;
+        for this one alone when it was not live then (closed).
+        """
+        if self._pid == os.getpid():
+            return
+        if _WORKER.pid != os.getpid():
+            _after_fork_in_child()
         if self._pid != os.getpid():
             self._after_fork_in_child()
+            self.ensure_thread()
 
     def _after_fork_in_child(self) -> None:
         """Own locks, no thread; a replaceable one is dropped and the child's thread gets its own.
 
         The parent's is dropped, not revoked (the parent still uses it); a use that comes
         first waits for the child's own. Nothing here logs or sends a request: it runs
-        inside ``fork()``.
+        inside ``fork()``. The thread is started (:meth:`ensure_thread`) once every spine is
+        done: a token the thread gets first must not find a lease of the parent's still
+        in place (it would be replaced as obtained with an older token).
         """
         current = self._current
         self._reset_process_state()
@@ -553,7 +564,6 @@ class Renewal(Generic[D]):
             self._generation += 1
             self.subject.drop()
             self._acquire_soon = not self._stopped
-            self.ensure_thread()
 
 
 def _unreachable(exc: VaultError) -> bool:
@@ -577,6 +587,7 @@ class _Worker:
 
     def reset(self) -> None:
         """No thread, nothing served (a forked child: the parent's thread does not exist here)."""
+        self.pid = os.getpid()
         self.lock = threading.Lock()
         self.wake = threading.Event()
         self.thread: threading.Thread | None = None
@@ -653,8 +664,11 @@ def live() -> list[Renewal[Any]]:
 
 def _after_fork_in_child() -> None:
     _WORKER.reset()
-    for renewal in live():
+    spines = live()
+    for renewal in spines:
         renewal._after_fork_in_child()
+    for renewal in spines:  # only now: the thread finds every spine in the child's state
+        renewal.ensure_thread()
 
 
 def _close_all_at_exit() -> None:

@@ -78,6 +78,9 @@ class FlaskVault:
         self._start_health_and_metrics(app, state)
         self._start_live_refresh(app, state)
         self._register(app, settings)
+        # A preloading gunicorn master stops here: only requests after this count as a use of
+        # the token, so after its first fork it revokes a token it logged in for (renewal.py).
+        client.keeper.start_up_done()
 
     def _start_live_refresh(self, app: Flask, state: VaultState) -> None:
         grouped = keys_by_name(state.settings.secrets)
@@ -402,7 +405,7 @@ def _lease_at_startup(lease: LeaseCredentials, deadline: float) -> Credentials:
     """The lease's first credentials; while Vault is unavailable, keep trying until ``deadline``."""
     while True:
         try:
-            return lease.current()
+            return lease.obtain()  # filling config is no use of the lease (a preloading master does only this)
         except VaultUnavailableError as exc:
             remaining = deadline - time.monotonic()
             if remaining <= 0:

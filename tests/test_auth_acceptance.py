@@ -196,7 +196,7 @@ def test_gunicorn_preload_workers_share_the_session_key_past_the_token_max_ttl_w
     assert len(visit_pids) == 3, "every worker should have answered"
     assert all(count >= 5 for count in visit_pids.values())
     assert set(health_codes) == {200}
-    assert live_tokens >= 4  # the arbiter and each worker logged in for itself
+    assert live_tokens >= 3  # each worker logged in for itself (the arbiter revoked its own once it forked)
     # The cookie every worker accepted is signed with the SECRET_KEY stored in Vault.
     checker = Flask("cookie_check")
     checker.secret_key = secret_key

@@ -520,3 +520,48 @@ def test_forked_child_gets_its_own_session_token_and_keeper_thread(
         "parent_still_reads": FLASK_SECRET["secret_key"],
         "parent_kept_token": True,
     }
+
+
+FORK_AFTER_INIT_APP = """
+import json, os, time
+from flask import Flask
+from flask_vault import FlaskVault
+
+app = Flask("forker")
+FlaskVault(app)  # logs in with AppRole and reads the mapped secrets: start-up
+client = app.extensions["vault"].client
+token = client.token
+if os.environ["READ_AFTER_START_UP"] == "1":
+    client.get_secret("flask", "secret_key", use_cache=False)  # a use: the token is kept at the fork
+pid = os.fork()
+if pid == 0:
+    os._exit(0)
+os.waitpid(pid, 0)
+handed_over = client.keeper.renewal._release_pending
+deadline = time.monotonic() + 10
+while os.environ["READ_AFTER_START_UP"] == "0" and client.keeper.renewal.current is not None:
+    assert time.monotonic() < deadline, "the token was not released"
+    time.sleep(0.02)
+report = {"token": token, "handed_over": handed_over, "held_after_fork": client.token == token}
+report["value"] = client.get_secret("flask", "secret_key", use_cache=False)  # the next use logs in if need be
+report["token_now"] = client.token
+print(json.dumps(report))
+"""
+
+
+@pytest.mark.parametrize("read_after_start_up", [False, True], ids=["unused", "used"])
+def test_after_a_fork_a_token_unused_since_start_up_is_revoked_and_a_used_one_kept(
+    auth_server: OpenBaoServer, root: hvac.Client, read_after_start_up: bool
+) -> None:
+    role = make_approle(root, token_ttl="60s")
+    env = process_env(auth_server, role, READ_AFTER_START_UP="1" if read_after_start_up else "0")
+    done = run_python(FORK_AFTER_INIT_APP, env)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    first, now = report["token"], report["token_now"]
+    assert report["value"] == FLASK_SECRET["secret_key"]
+    if read_after_start_up:
+        assert report["handed_over"] is False and report["held_after_fork"] and now == first
+    else:  # revoked at Vault (not merely forgotten); the read after it logged in again
+        assert not report["held_after_fork"] and now != first
+        assert not token_is_alive(root, first)

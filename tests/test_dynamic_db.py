@@ -442,3 +442,62 @@ def test_flask_vault_status_in_a_fresh_process_shows_the_lease_and_revokes_it_at
         [*command[:-1], "policy", "database"], cwd=REPO, env=child_env, capture_output=True, text=True, timeout=60
     )
     assert policy.returncode == 0 and f'path "database/creds/{role}"' in policy.stdout
+
+
+FORK_AFTER_START_UP = """
+import json, os, sys
+import dynamic_app
+from flask_vault.state import get_state
+
+app = dynamic_app.create_app()
+lease = get_state(app).databases.leases[0]
+first = lease.username
+client = app.test_client()
+if os.environ["USE_BEFORE_FORK"] == "1":
+    assert client.get("/db").get_json()["user"] == first
+pid = os.fork()
+if pid == 0:
+    os._exit(0)
+os.waitpid(pid, 0)
+print(json.dumps({"first": first, "handed_over": lease.renewal._release_pending}), flush=True)
+sys.stdin.readline()  # the test looks at PostgreSQL meanwhile
+from flask_vault.health.monitor import get_monitor
+lease_check = get_monitor(get_state(app)).report(fresh=True).checks["vault:lease"][0]
+print(json.dumps({"released": lease.status()["released"], "health": lease_check["status"]}), flush=True)
+print(json.dumps({"user": client.get("/db").get_json()["user"], "released": lease.status()["released"]}), flush=True)
+"""
+
+
+@pytest.mark.parametrize("used", [True, False], ids=["used", "unused"])
+def test_after_a_fork_a_process_keeps_the_lease_it_used_and_revokes_one_it_did_not(
+    base_config: dict[str, Any], env: str, role: str, pg_admin: Any, tmp_path: Path, used: bool
+) -> None:
+    child_env = child_environment(base_config, env, role, tmp_path, USE_BEFORE_FORK="1" if used else "0")
+    with subprocess.Popen(
+        [sys.executable, "-c", FORK_AFTER_START_UP], cwd=REPO / "tests", env=child_env, text=True,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    ) as process:  # fmt: skip
+        try:
+            assert process.stdout is not None and process.stdin is not None
+            at_fork = json.loads(process.stdout.readline() or "{}")
+            first = at_fork.get("first")
+            assert first, "the script did not get to the fork"
+            if used:  # nothing was handed to the background thread inside fork(): nothing will be released
+                assert at_fork["handed_over"] is False and first in vault_users(pg_admin)
+            else:
+                poll(lambda: first not in vault_users(pg_admin), timeout=10)  # revoked from the background thread
+            process.stdin.write("go\n")
+            process.stdin.flush()
+            before_use = json.loads(process.stdout.readline() or "{}")
+            after = json.loads(process.stdout.readline() or "{}")
+            assert process.wait(timeout=30) == 0
+        finally:
+            if process.poll() is None:
+                process.kill()
+    assert before_use == {"released": not used, "health": "pass"}  # released: no failing lease check
+    if used:
+        assert after == {"user": first, "released": False}  # kept: the same user serves on
+    else:
+        assert after["user"].startswith("v-") and after["user"] != first  # the next use got a new one
+        assert after["released"] is False
+    assert not {first, after["user"]} & vault_users(pg_admin)  # and whatever it had is revoked at exit

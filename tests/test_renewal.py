@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from core_support import FakeClock, wait_for
 
+from flask_vault.auth import renewal as renewal_module
 from flask_vault.auth.renewal import Event, Renewal, Term
 from flask_vault.errors import VaultError, VaultUnavailableError
 
@@ -27,7 +28,16 @@ log = logging.getLogger("flask_vault.fake_lease")
 class FakeLease:
     """A lease with a TTL: issued (``replace``), renewed, revoked; what a DB credential would do."""
 
-    def __init__(self, clock: FakeClock, *, ttl: float = 30, renewable: bool = True, background: bool = False) -> None:
+    def __init__(
+        self,
+        clock: FakeClock,
+        *,
+        ttl: float = 30,
+        renewable: bool = True,
+        background: bool = False,
+        depends_on: FakeLease | None = None,
+        revocations: list[str] | None = None,
+    ) -> None:
         self.ttl = ttl
         self.renewable = renewable
         self.lease_id: str | None = None
@@ -36,9 +46,19 @@ class FakeLease:
         self.renewals = 0
         self.renew_answers: list[float | VaultError] = []
         self.revoked: list[str] = []
+        #: Every revocation, released or at close, in order (shared by fakes that depend on each other).
+        self.revocations = revocations if revocations is not None else []
+        self.released: list[str] = []
         self.events: list[Event] = []
         self.forked = False
-        self.renewal: Renewal[str] = Renewal(self, name="fake-lease", clock=clock, jitter=0.0, background=background)
+        self.renewal: Renewal[str] = Renewal(
+            self,
+            name="fake-lease",
+            clock=clock,
+            jitter=0.0,
+            background=background,
+            depends_on=depends_on.renewal if depends_on is not None else None,
+        )
 
     def renew(self) -> Term[str]:
         answer = self.renew_answers.pop(0) if self.renew_answers else self.ttl
@@ -58,6 +78,13 @@ class FakeLease:
     def revoke(self, timeout: float) -> None:
         assert self.lease_id is not None
         self.revoked.append(self.lease_id)
+        self.revocations.append(self.lease_id)
+
+    def release(self) -> None:
+        assert self.lease_id is not None
+        self.released.append(self.lease_id)
+        self.revocations.append(self.lease_id)
+        log.info("fake lease %s: released after a fork", self.lease_id)
 
     def drop(self) -> None:
         self.lease_id = None
@@ -232,8 +259,34 @@ def fork_and_report(report: Any) -> dict[str, Any]:
     return child
 
 
+def test_a_forked_child_drops_the_parents_lease_and_gets_its_own_from_its_own_thread(only_new_spines: None) -> None:
+    lease = acquired(FakeClock(), background=True)
+    lease.renewal.mark_used()  # the parent uses it: it keeps it after the fork
+    parent_lease = lease.lease_id
+
+    def child_report() -> dict[str, Any]:
+        wait_for(lambda: len(lease.issued) == 2, timeout=10)
+        thread = lease.renewal.thread
+        return {
+            "forked": lease.forked,
+            "own_lease": lease.lease_id not in (None, parent_lease),
+            "reason": lease.reasons[-1],
+            "thread": thread is not None and thread.daemon,
+            "revoked": lease.revoked,
+        }
+
+    child = fork_and_report(child_report)
+    try:
+        assert child == {"forked": True, "own_lease": True, "reason": "first use", "thread": True, "revoked": []}
+        assert lease.lease_id == parent_lease and len(lease.issued) == 1 and not lease.forked
+    finally:
+        lease.renewal.close(revoke=False)
+
+
 def test_in_a_forked_child_the_token_comes_only_once_the_parents_lease_is_dropped(only_new_spines: None) -> None:
-    token, lease = acquired(FakeClock(), background=True), acquired(FakeClock(), background=True)
+    token = acquired(FakeClock(), background=True)
+    lease = acquired(FakeClock(), background=True, depends_on=token)
+    lease.renewal.mark_used()  # the parent keeps both
     parent, token_came = os.getpid(), threading.Event()
     lease_when_the_token_came: list[bool] = []
     get_token = token.replace
@@ -258,39 +311,67 @@ def test_in_a_forked_child_the_token_comes_only_once_the_parents_lease_is_droppe
     try:
         assert fork_and_report(child_report) == {"lease_held": [False], "reasons": ["first use"]}
     finally:
-        for spine in (token, lease):
-            spine.renewal.close(revoke=False)
+        for spine in renewal_module.live():
+            spine.close(revoke=False)
 
 
-def test_a_forked_child_drops_the_parents_lease_and_gets_its_own_from_its_own_thread() -> None:
-    lease = acquired(FakeClock(), background=True)
-    parent_lease = lease.lease_id
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: report, then leave without running the parent's exit handlers
-        try:
-            os.close(read_end)
-            wait_for(lambda: len(lease.issued) == 2, timeout=10)
-            thread = lease.renewal.thread
-            report = {
-                "forked": lease.forked,
-                "own_lease": lease.lease_id not in (None, parent_lease),
-                "reason": lease.reasons[-1],
-                "thread": thread is not None and thread.daemon,
-                "revoked": lease.revoked,
-            }
-            os.write(write_end, json.dumps(report).encode())
-        finally:
-            os._exit(0)
-    os.close(write_end)
-    with os.fdopen(read_end) as pipe:
-        child = json.loads(pipe.read() or "{}")
-    os.waitpid(pid, 0)
+def test_after_a_fork_the_parent_revokes_a_lease_it_never_used_and_keeps_the_one_it_used(
+    only_new_spines: None,
+) -> None:
+    unused, used = acquired(FakeClock(), background=True), acquired(FakeClock(), background=True)
+    used.renewal.mark_used()
+    unused_id, used_id = unused.lease_id, used.lease_id
+
+    def child_report() -> dict[str, Any]:
+        wait_for(lambda: len(unused.issued) == 2 and len(used.issued) == 2, timeout=10)
+        return {"own": unused.lease_id not in (None, unused_id) and used.lease_id not in (None, used_id),
+                "released": unused.released + used.released}  # fmt: skip
+
+    child = fork_and_report(child_report)
     try:
-        assert child == {"forked": True, "own_lease": True, "reason": "first use", "thread": True, "revoked": []}
-        assert lease.lease_id == parent_lease and len(lease.issued) == 1 and not lease.forked
+        assert child == {"own": True, "released": []}  # the child gets its own of both and releases nothing
+        wait_for(lambda: unused.released == [unused_id], timeout=10)  # in the parent's background thread
+        assert unused.lease_id is None and unused.renewal.current is None and unused.revoked == []
+        assert not unused.renewal.needs_background() and len(unused.issued) == 1  # nothing got until a use
+        assert used.lease_id == used_id and used.released == [] and used.renewal.current is not None
+        # The next use gets a new one, as a forked child's first use does; and a second fork keeps it.
+        unused.renewal.mark_used()
+        unused.renewal.flight(lambda: unused.renewal.replace("first use"))
+        assert unused.lease_id == unused.issued[1]
+        fork_and_report(lambda: {})
+        assert unused.renewal.used and unused.renewal.current is not None and unused.released == [unused_id]
     finally:
-        lease.renewal.close(revoke=False)
+        for lease in (unused, used):
+            lease.renewal.close(revoke=False)
+
+
+@pytest.mark.parametrize("lease_used", [False, True])
+def test_a_token_is_released_after_the_lease_obtained_with_it_and_kept_while_that_lease_is_used(
+    only_new_spines: None, lease_used: bool
+) -> None:
+    revocations: list[str] = []
+    token = acquired(FakeClock(), background=True, revocations=revocations)
+    lease = acquired(FakeClock(), background=True, depends_on=token, revocations=revocations)
+    token_id, lease_id = token.lease_id, lease.lease_id
+    if lease_used:
+        lease.renewal.mark_used()  # a database connection: it needs the token too
+    fork_and_report(lambda: {})
+    try:
+        if lease_used:
+            assert token.renewal.used
+            # Something unused made now is released after the next fork: once it is, that fork was handled.
+            other = acquired(FakeClock(), background=True, revocations=revocations)
+            fork_and_report(lambda: {})
+            wait_for(lambda: other.released != [], timeout=10)
+            assert revocations == [other.issued[0]]
+            assert token.lease_id == token_id and lease.lease_id == lease_id
+        else:
+            wait_for(lambda: len(revocations) == 2, timeout=10)
+            assert revocations == [lease_id, token_id]  # the lease first, while the token still works
+            assert token.renewal.current is None and lease.renewal.current is None
+    finally:
+        for spine in renewal_module.live():
+            spine.close(revoke=False)
 
 
 def test_something_due_at_a_known_time_is_replaced_then_whatever_its_ttl() -> None:

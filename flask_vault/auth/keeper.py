@@ -19,7 +19,11 @@ and, through the renewal spine (:mod:`flask_vault.auth.renewal`), it
   under way wait for it and share its outcome;
 * warns once, before it expires, about a token it can neither renew nor replace;
 * re-reads a token file (``VAULT_TOKEN_FILE``, ``~/.vault-token``) when it changes;
-* revokes, at interpreter exit, the tokens it logged in for (``VAULT_REVOKE_ON_EXIT``).
+* revokes, at interpreter exit, the tokens it logged in for (``VAULT_REVOKE_ON_EXIT``);
+* revokes such a token in a process that forks without having sent a request with it
+  since start-up (a preloading gunicorn master): requests the spines send for leases
+  from their own threads do not count, a lease in use does. The next request, if any,
+  logs in again.
 
 After ``os.fork()`` the child gets new locks, a new HTTP session and no thread; a token
 the parent logged in for is dropped (the child logs in for itself at once), so processes
@@ -39,7 +43,7 @@ from typing import Any
 
 from flask_vault import jitter
 from flask_vault.auth.methods import Authenticator, LoginResult, TokenAuth
-from flask_vault.auth.renewal import DEFAULT_JITTER, Event, Renewal, Term
+from flask_vault.auth.renewal import DEFAULT_JITTER, Event, Renewal, Term, in_upkeep
 from flask_vault.errors import VaultAuthError, VaultError, VaultPermissionError, VaultUnavailableError
 from flask_vault.observe.audit import OK, accessor_hash, record
 from flask_vault.vault.transport import Transport
@@ -263,10 +267,20 @@ class TokenKeeper:
         self.renewal.resume()
         current, facts = self.renewal.current, self._facts
         if current is None:
-            self.before_call()
+            self._ensure_token()
         elif current.ttl is None and facts is not None and not facts.created:
             self._look_up_soon(jitter.up_to(LOOKUP_SPREAD))
         self.renewal.ensure_thread()
+
+    def start_up_done(self) -> None:
+        """The requests so far were start-up (the login, the reads that filled config): no use.
+
+        ``init_app`` calls this last. A process that forks before it sends another request
+        with the token (a preloading gunicorn master) then revokes the token, if this keeper
+        logged in for it, and logs in again should it ever need one (see
+        :meth:`Renewal.release_unused`).
+        """
+        self.renewal.forget_use()
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the background thread (waits up to ``timeout``). The token stays in use."""
@@ -290,9 +304,19 @@ class TokenKeeper:
     # -- hooks around every request (TokenHooks) -------------------------------------------
 
     def before_call(self) -> int:
-        """Before a request: log in if there is no token yet; returns the token generation."""
+        """Before a request: log in if there is no token yet; returns the token generation.
+
+        A request that is not the spines' own work (renewing, replacing or revoking a
+        lease, from their threads) is a use of the token (:meth:`Renewal.mark_used`).
+        """
         renewal = self.renewal
         renewal.check_fork()
+        if not renewal.used and not in_upkeep():
+            renewal.mark_used()
+        return self._ensure_token()
+
+    def _ensure_token(self) -> int:
+        renewal = self.renewal
         if renewal.stopped:
             return renewal.generation
         if renewal.current is None:
@@ -413,22 +437,41 @@ class TokenKeeper:
 
     def revoke(self, timeout: float) -> None:
         """Revoke the token in use (``revoke-self``, one attempt); at exit, so it only reports failures."""
+        if self._revoke_self(timeout, "at exit"):
+            log.info("Revoked the Vault token (token_id=%s) at exit.", self.token_id)
+
+    def release(self) -> None:
+        """After a fork: revoke the token this process logged in for and has not used since start-up."""
+        if self._revoke_self(self.transport.settings.timeout, "after a fork"):
+            log.info(
+                "Revoked the Vault token (token_id=%s): this process forked without having used it since"
+                " start-up (a preloading master, say); its next request to Vault, if any, logs in again.",
+                self.token_id,
+            )
+
+    def _revoke_self(self, timeout: float, when: str) -> bool:
+        """One ``revoke-self`` request; True when Vault took it (a failure is logged: the token ends at its TTL)."""
         token, token_id = self.transport.token, self.token_id
         if not token:
-            return
+            return False
         started = time.perf_counter()
         adapter = self.transport.side_adapter(token)
         try:
             adapter.post("/v1/auth/token/revoke-self", timeout=min(timeout, self.transport.settings.timeout))
-        except Exception as exc:  # at exit: report and move on
+        except Exception as exc:  # report and move on
             duration = time.perf_counter() - started
             record("revoke", "auth/token/revoke-self", outcome=type(exc).__name__, duration=duration, token_id=token_id)
-            log.warning("Could not revoke the Vault token (token_id=%s) at exit (%s).", token_id, type(exc).__name__)
-            return
+            log.warning(
+                "Could not revoke the Vault token (token_id=%s) %s (%s); it ends at its TTL.",
+                token_id,
+                when,
+                type(exc).__name__,
+            )
+            return False
         record(
             "revoke", "auth/token/revoke-self", outcome=OK, duration=time.perf_counter() - started, token_id=token_id
         )
-        log.info("Revoked the Vault token (token_id=%s) at exit.", token_id)
+        return True
 
     def drop(self) -> None:
         """Forget the token (closed, or the parent's in a forked child)."""

@@ -20,6 +20,11 @@ be renewed, replaced and revoked (a :class:`Renewable`). Its :class:`Renewal`
   obtained itself (``replaceable``) is dropped in the child, never shared, and the
   child's own thread gets a new one at once (spines in the order they were made, so a
   token is in order before the lease that needs it asks for anything);
+* in the parent of a fork, releases what it obtained and has not *used* since (see
+  :meth:`Renewal.mark_used`): a preloading gunicorn master, which never serves a request,
+  revokes its lease and token once it starts its workers instead of renewing them for its
+  whole life. The revoke is handed to the background thread, newest first (a lease
+  before the token it was obtained with); the next use, if any, gets a new one;
 * at interpreter exit, closes every live spine, newest first, revoking what should be
   revoked (a lease before the token it was obtained with).
 
@@ -108,8 +113,16 @@ class Renewable(Protocol[D]):
         """Revoke the current one; called by :meth:`Renewal.close`, never raises."""
         ...
 
+    def release(self) -> None:
+        """Revoke the current one, which this process has not used, after it forked.
+
+        Called from the background thread (it may log and send a request), one attempt;
+        reports a failure and never raises. The spine then drops it (:meth:`drop`).
+        """
+        ...
+
     def drop(self) -> None:
-        """Forget the current one: it was closed, or is not shared with a forked child."""
+        """Forget the current one: it was closed, released, or is not shared with a forked child."""
         ...
 
     def after_fork(self) -> None:
@@ -165,6 +178,9 @@ class Renewal(Generic[D]):
     ``clock`` (monotonic seconds) and ``background=False`` let tests drive :meth:`step` by
     hand; ``jitter`` is the largest fraction taken off the renewal point; ``name`` names
     it in log lines; a thread waiting on another's renewal gives up after ``flight_timeout``.
+    ``depends_on``: the spine of what this one's thing was obtained with and dies with (a
+    lease's token): using this one uses that one, and that one is not released while
+    this one keeps its own.
     """
 
     def __init__(
@@ -176,8 +192,10 @@ class Renewal(Generic[D]):
         jitter: float = DEFAULT_JITTER,
         background: bool = True,
         flight_timeout: float = 60.0,
+        depends_on: Renewal[Any] | None = None,
     ) -> None:
         self.subject = subject
+        self.depends_on = depends_on
         self.name = name
         self.clock = clock
         self.jitter = jitter
@@ -187,6 +205,9 @@ class Renewal(Generic[D]):
         self._generation = 0
         self._stopped = False
         self._acquire_soon = False  # a forked child gets its own from its own thread at once
+        self._used = False  # see mark_used
+        self._release_pending = False  # handed to the background thread after a fork
+        self._released = False  # released after a fork: a child forked later still gets its own at once
         self._backoff = RETRY_MIN
         #: A one-off job for the background thread (see call_soon): (when, body).
         self._soon: tuple[float, Callable[[], object]] | None = None
@@ -218,6 +239,30 @@ class Renewal(Generic[D]):
         return self._stopped
 
     @property
+    def used(self) -> bool:
+        """This process used what the spine keeps since it obtained it (see :meth:`mark_used`)."""
+        return self._used
+
+    def mark_used(self) -> None:
+        """This process uses the current one: after a fork it keeps it (see :meth:`release_unused`).
+
+        The subject calls this on every use, and it costs one attribute store: a lease when
+        it hands credentials to a new database connection, the keeper before a request with
+        the token that is not the spines' own work (:func:`in_upkeep`). A new one put in
+        place of the current one (a renewal's new login, a lease's switch) is used as well;
+        one obtained after :meth:`clear` or a release is not until it is marked. What this one
+        depends on is marked too: a lease in use needs the token it was obtained with.
+        """
+        self._used = True
+        depends_on = self.depends_on
+        if depends_on is not None and not depends_on._used:
+            depends_on.mark_used()
+
+    def forget_use(self) -> None:
+        """What the current one was used for so far does not count (the keeper: the reads of start-up)."""
+        self._used = False
+
+    @property
     def thread(self) -> threading.Thread | None:
         """The background thread, while it has work of this spine's."""
         return _WORKER.thread_for(self)
@@ -239,7 +284,7 @@ class Renewal(Generic[D]):
         with self._lock:
             self._current = held
             self._generation += 1
-            self._acquire_soon = False
+            self._acquire_soon = self._released = False
         _WORKER.nudge(self)
 
     def update(self, term: Term[D]) -> None:
@@ -434,7 +479,48 @@ class Renewal(Generic[D]):
         with self._lock:
             self._current = None
             self._generation += 1
+            self._used = False
         self.subject.drop()
+
+    # -- released after a fork -------------------------------------------------------------
+
+    def releasable(self) -> bool:
+        """Whether the current one goes when this process forks (see :meth:`release_unused`)."""
+        current = self._current
+        return (
+            current is not None
+            and current.replaceable
+            and current.revoke_at_close
+            and not self._used
+            and not self._stopped
+            and self.background
+        )
+
+    def release_unused(self) -> bool:
+        """Revoke and forget the current one unless this process used it; True when it did.
+
+        Runs in the background thread after this process forked: what a process obtained
+        itself (``replaceable``), would revoke at exit (``revoke_at_close``) and has not used
+        since (:meth:`mark_used`) is not needed there, and the next use, if any, gets a new
+        one the way a forked child does. Kept when something that depends on it still holds
+        its own, or when a flight is under way (a use: another thread is getting one).
+        """
+        self._release_pending = False
+        released: list[bool] = []
+
+        def body() -> None:
+            if not self.releasable() or any(s.depends_on is self and s._current is not None for s in live()):
+                return
+            self.subject.release()
+            with self._lock:
+                self._current = None
+                self._generation += 1
+                self._released = True
+            self.subject.drop()
+            released.append(True)
+
+        self.flight(body)
+        return bool(released)
 
     # -- flight bodies (one thread at a time) ---------------------------------------------
 
@@ -551,15 +637,18 @@ class Renewal(Generic[D]):
         """Own locks, no thread; a replaceable one is dropped and the child's thread gets its own.
 
         The parent's is dropped, not revoked (the parent still uses it); a use that comes
-        first waits for the child's own. Nothing here logs or sends a request: it runs
-        inside ``fork()``. The thread is started (:meth:`ensure_thread`) once every spine is
+        first waits for the child's own. A parent that released its own after an earlier
+        fork (a preloading master starting a new worker) has none to drop, and the child
+        gets its own all the same. Nothing here logs or sends a request: it runs inside
+        ``fork()``. The thread is started (:meth:`ensure_thread`) once every spine is
         done: a token the thread gets first must not find a lease of the parent's still
         in place (it would be replaced as obtained with an older token).
         """
-        current = self._current
+        current, released = self._current, self._released
         self._reset_process_state()
+        self._used = self._release_pending = self._released = False  # the child has used nothing yet
         self.subject.after_fork()
-        if current is not None and current.replaceable:
+        if (current is not None and current.replaceable) or (current is None and released):
             self._current = None
             self._generation += 1
             self.subject.drop()
@@ -569,6 +658,20 @@ class Renewal(Generic[D]):
 def _unreachable(exc: VaultError) -> bool:
     """Vault could not be asked (down, timed out, sealed, standby): its answer is still to come."""
     return isinstance(exc, VaultUnavailableError) and (exc.status is None or exc.status in (429, 472, 473, 503))
+
+
+#: Marks the threads that do the spines' own work (renewals, replacements, revokes).
+_upkeep = threading.local()
+
+
+def in_upkeep() -> bool:
+    """Whether the calling thread does the spines' own work: its requests are no use of the token."""
+    return bool(getattr(_upkeep, "active", False))
+
+
+def mark_upkeep_thread() -> None:
+    """The calling thread does the spines' own work from now on (the background thread, a lease's retire thread)."""
+    _upkeep.active = True
 
 
 class _Worker:
@@ -592,6 +695,20 @@ class _Worker:
         self.wake = threading.Event()
         self.thread: threading.Thread | None = None
         self.spines: weakref.WeakSet[Renewal[Any]] = weakref.WeakSet()
+        #: One-off jobs of the process (not of one spine), run before the spines' steps.
+        self.jobs: list[Callable[[], object]] = []
+
+    def submit(self, job: Callable[[], object]) -> None:
+        """Run ``job`` in the thread (starting it if none runs), before the next steps; returns at once."""
+        with self.lock:
+            self.jobs.append(job)
+            thread = self.thread
+            start = thread is None
+            if thread is None:
+                thread = self.thread = threading.Thread(target=self._run, name=self.NAME, daemon=True)
+        self.wake.set()
+        if start:
+            thread.start()
 
     def serve(self, spine: Renewal[Any]) -> None:
         """Serve ``spine`` from now on (nothing to do when it is served: the common case, lock-free)."""
@@ -627,12 +744,19 @@ class _Worker:
     def _run(self) -> None:
         """Step every spine served, then sleep until the next thing is due or a wake-up."""
         me = threading.current_thread()
+        mark_upkeep_thread()  # what this thread sends is the spines' own work, not a use
         while True:
             self.wake.clear()
             with self.lock:
                 if self.thread is not me:
                     return
+                jobs, self.jobs = self.jobs, []
                 spines = sorted(self.spines, key=lambda spine: spine._order)
+            for job in jobs:
+                try:
+                    job()
+                except Exception:  # a job reports its own problems; never stop the thread for it
+                    log.debug("A background job failed.", exc_info=True)
             delays = [delay for delay in map(self._step, spines) if delay is not None]
             del spines  # hold no spine while asleep: an app that is gone takes its spines with it
             self.wake.wait(min(delays) if delays else None)
@@ -671,6 +795,40 @@ def _after_fork_in_child() -> None:
         renewal.ensure_thread()
 
 
+def _after_fork_in_parent() -> None:
+    """In the parent, inside ``fork()``: hand what this process never used to the background thread.
+
+    Only picks (newest first, skipping what something kept depends on) and hands over:
+    nothing here logs or sends a request, so ``fork()`` returns at once.
+    """
+    try:
+        spines = live()
+    except RuntimeError:  # another thread made a spine meanwhile (the set changed): keep everything this time
+        return
+    releasing: list[Renewal[Any]] = []
+    kept: set[Renewal[Any]] = set()  # spines that keep theirs because something that depends on them does
+    for renewal in reversed(spines):  # a lease before the token it was obtained with
+        if renewal._current is None or renewal._release_pending:
+            continue
+        if renewal in kept or not renewal.releasable():
+            if renewal.depends_on is not None:
+                kept.add(renewal.depends_on)
+            continue
+        renewal._release_pending = True
+        releasing.append(renewal)
+    if releasing:
+        _WORKER.submit(lambda: _release_unused(releasing))
+
+
+def _release_unused(spines: list[Renewal[Any]]) -> None:
+    """In the background thread, after a fork: release each of ``spines`` (newest first) not used meanwhile."""
+    for renewal in spines:
+        try:
+            renewal.release_unused()
+        except Exception:  # the subject reports its own failures; go on with the others
+            log.debug("Releasing the %s after a fork failed.", renewal.name, exc_info=True)
+
+
 def _close_all_at_exit() -> None:
     for renewal in reversed(live()):
         if renewal._pid == os.getpid():
@@ -680,5 +838,5 @@ def _close_all_at_exit() -> None:
                 log.debug("Closing the %s at exit failed.", renewal.name, exc_info=True)
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+os.register_at_fork(after_in_child=_after_fork_in_child, after_in_parent=_after_fork_in_parent)
 atexit.register(_close_all_at_exit)

@@ -85,8 +85,7 @@ def fill_bind_urls(app: Flask, logins: DatabaseLogins) -> None:
                     f" VAULT_DATABASE_BINDS, or a URL in SQLALCHEMY_BINDS[{bind!r}].",
                     key="VAULT_DATABASE_BIND_ROLES",
                 )
-            lease = logins.lease_login(role, key=f"SQLALCHEMY_BINDS[{bind!r}]").provider
-            login = lease.current()
+            login = logins.lease(role, key=f"SQLALCHEMY_BINDS[{bind!r}]").obtain()  # filling a URL is no use
             url = with_login(base, login.username, login.password)
         binds[bind] = {**current, "url": url} if isinstance(current, Mapping) else url
     app.config["SQLALCHEMY_BINDS"] = binds

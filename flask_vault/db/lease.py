@@ -17,6 +17,9 @@ keeps alive:
 * while Vault cannot be asked, the current credentials stay in use until they really
   expire (and after: existing connections keep working); renewal is tried again soon;
 * in a forked worker, the parent's lease is left to the parent and the worker gets its own;
+  a parent that has not *used* its lease (handed its credentials to a database connection:
+  :meth:`LeaseCredentials.current`) revokes it once it forks, as a preloading gunicorn
+  master does, and gets a new one should it ever open a connection;
 * at exit, the lease (and any previous one not revoked yet) is revoked.
 
 A static role (``<mount>/static-creds/<role>``: one user whose password Vault rotates)
@@ -38,7 +41,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from flask_vault.auth.renewal import Event, Renewal, Term
+from flask_vault.auth.renewal import Event, Renewal, Term, mark_upkeep_thread
 from flask_vault.db.credentials import REREAD_INTERVAL, Credentials
 from flask_vault.errors import VaultError, VaultPermissionError
 from flask_vault.flight import ThrottledFlight
@@ -155,7 +158,10 @@ class LeaseCredentials:
             clock=clock,
             background=background,
             flight_timeout=(settings.timeout + 2) * (settings.max_retries + 1) * 3 + 10,
+            depends_on=client.keeper.renewal,  # Vault revokes a lease with the token it was obtained with
         )
+        #: The lease was revoked after a fork, unused (see renewal.release_unused); the next connection gets one.
+        self.released = False
         client.keeper.on_new_token(self._token_replaced)
 
     def __repr__(self) -> str:
@@ -214,6 +220,7 @@ class LeaseCredentials:
             "next_renewal_in": next_action,
             "last_switch": _iso(self.last_switch),
             "retiring": len(self._retiring),
+            "released": self.released,
             "last_error": self.last_error,
             **self.stats.as_dict(),
         }
@@ -221,7 +228,23 @@ class LeaseCredentials:
     # -- the engines' side (CredentialProvider, SwitchingProvider) ---------------------
 
     def current(self) -> Credentials:
-        """The credentials a new connection uses now; the first call (in a process) gets them."""
+        """The credentials a new connection uses now; the first call (in a process) gets them.
+
+        Handing them out is a *use* of the lease (and of the token it was obtained with):
+        a process that forks after one keeps its lease (see :meth:`obtain`).
+        """
+        renewal = self.renewal
+        renewal.check_fork()
+        if not renewal.used:
+            renewal.mark_used()
+        return self.obtain()
+
+    def obtain(self) -> Credentials:
+        """The credentials now, getting them if there are none, without it counting as a use.
+
+        For filling the URL in ``app.config`` at start-up: a preloading gunicorn master
+        does only that, and so revokes its lease after its first fork.
+        """
         renewal = self.renewal
         renewal.check_fork()
         current = self._current
@@ -323,7 +346,7 @@ class LeaseCredentials:
             self.stats.issue_failures += 1
             self.last_error = self._scrub(exc.message)
             raise
-        self.static, self.path, self.last_error = issued.static, issued.path, None
+        self.static, self.path, self.last_error, self.released = issued.static, issued.path, None, False
         previous = self._current
         if issued.static and previous is not None and previous.issued.password == issued.password:
             self._current = Generation(issued, previous.number)  # not rotated yet: the same credentials
@@ -360,8 +383,16 @@ class LeaseCredentials:
             if generation.issued.lease_id is not None:
                 self._revoke_now(generation, timeout)
 
+    def release(self) -> None:
+        """After a fork: revoke the lease this process has not used (one attempt; see renewal.release_unused)."""
+        current = self._current
+        if current is None or current.issued.lease_id is None:
+            return
+        self.released = True
+        self._revoke_now(current, self.client.settings.timeout, released=True)
+
     def drop(self) -> None:
-        """Forget the credentials (closed, or the parent's in a forked child)."""
+        """Forget the credentials (closed, released, or the parent's in a forked child)."""
         self._current = None
 
     def after_fork(self) -> None:
@@ -371,6 +402,7 @@ class LeaseCredentials:
         self._retiring = []
         self.stats = LeaseStats()
         self.last_switch = None
+        self.released = False  # the parent's release is the parent's
 
     def report(
         self, event: Event, *, error: VaultError | None = None, left: float | None = None, delay: float | None = None
@@ -476,6 +508,7 @@ class LeaseCredentials:
 
     def _retire(self, previous: Generation, revoke_in: float) -> None:
         """After a switch: replace idle connections now, revoke the previous lease after the grace period."""
+        mark_upkeep_thread()  # its revoke is no use of the token
         closing = self._closing
         self._sweep()
         if closing.wait(revoke_in):
@@ -523,8 +556,9 @@ class LeaseCredentials:
             except Exception:  # the checkout listener still replaces what a sweep missed
                 log.debug("Sweeping a pool after a switch failed.", exc_info=True)
 
-    def _revoke_now(self, generation: Generation, timeout: float) -> None:
-        """One ``sys/leases/revoke`` request, no retries (at exit); reports failures only."""
+    def _revoke_now(self, generation: Generation, timeout: float, *, released: bool = False) -> None:
+        """One ``sys/leases/revoke`` request, no retries (at exit, or ``released`` after a fork)."""
+        when = "after a fork" if released else "at exit"
         transport = self.client.transport
         lease_id = generation.issued.lease_id
         token = transport.token
@@ -537,16 +571,25 @@ class LeaseCredentials:
         except Exception as exc:  # at exit: report and move on
             record("revoke", "sys/leases/revoke", outcome=type(exc).__name__, duration=time.perf_counter() - started)
             log.warning(
-                "Could not revoke the database lease %s (user %s, lease %s) at exit (%s); it ends at its expiry.",
+                "Could not revoke the database lease %s (user %s, lease %s) %s (%s); it ends at its expiry.",
                 self.path,
                 generation.issued.username,
                 generation.lease,
+                when,
                 type(exc).__name__,
             )
             return
         record("revoke", "sys/leases/revoke", outcome=OK, duration=time.perf_counter() - started)
         self.stats.revocations += 1
-        log.info("Revoked the database lease %s (user %s) at exit.", self.path, generation.issued.username)
+        if released:
+            log.info(
+                "Revoked the database lease %s (user %s): this process forked without having used it (a"
+                " preloading master, say); its next database connection, if any, gets new credentials.",
+                self.path,
+                generation.issued.username,
+            )
+        else:
+            log.info("Revoked the database lease %s (user %s) at exit.", self.path, generation.issued.username)
 
     def _scrub(self, text: str) -> str:
         """``text`` without any lease id this provider knows (Vault may quote one)."""

@@ -80,6 +80,10 @@ class DatabaseLogins:
         role = self.settings.database_role
         if key != DATABASE_KEY or role is None:
             return None
+        return self.lease(role, key=key)
+
+    def lease(self, role: str, *, key: str = DATABASE_KEY) -> LeaseCredentials:
+        """The credentials provider of database role ``role`` (see :meth:`lease_login`)."""
         provider = self.lease_login(role, key=key).provider
         assert isinstance(provider, LeaseCredentials)
         return provider

@@ -266,7 +266,8 @@ def lease_check(context: HealthContext) -> Outcome:
     Shows the role, the user, the TTL left, the generation and the last switch. Warn when
     the lease has less than its warning threshold left (``VAULT_DATABASE_WARN_TTL``, by
     default a quarter of its TTL: renewing it has failed for a while, Vault is likely
-    down); fail once it has expired, or when there are no credentials at all.
+    down); fail once it has expired, or when there are no credentials at all (pass when
+    this process released them after a fork, unused: the next connection gets new ones).
     """
     databases = context.state.databases
     items = [_lease_item(context, provider.status()) for provider in (databases.leases if databases else [])]
@@ -297,7 +298,14 @@ def _lease_item(context: HealthContext, lease: dict[str, Any]) -> Item:
     elif lease["next_rotation_in"] is not None:
         item["nextRotationSeconds"] = round(lease["next_rotation_in"], 1)
     why = f" ({lease['last_error']})" if lease["last_error"] else ""
-    if not lease["generation"]:
+    if not lease["generation"] and lease["released"]:
+        item.update(
+            status=PASS,
+            released=True,
+            output=f"Released the lease {path} after this process forked without using it; the next"
+            " database connection gets new credentials.",
+        )
+    elif not lease["generation"]:
         source = context.state.sources.get(lease["key"])
         fallback = source is not None and source.origin in ("env", "config")
         item.update(

@@ -106,6 +106,8 @@ def _describe_lease(item: Item) -> list[str]:
     elif "nextRotationSeconds" in item:
         parts.append(f"next_rotation={_duration(item['nextRotationSeconds'])}")
     parts.append(f"generation={item.get('generation')}")
+    if item.get("released"):
+        parts.append("released after a fork (unused)")
     parts.append(f"last_switch={item.get('lastSwitch') or 'never'}")
     parts.extend(f"{key}={item.get(key, 0)}" for key in ("renewals", "switches", "failures"))
     return parts

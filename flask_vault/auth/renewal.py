@@ -700,22 +700,18 @@ class _Worker:
 
     def submit(self, job: Callable[[], object]) -> None:
         """Run ``job`` in the thread (starting it if none runs), before the next steps; returns at once."""
-        with self.lock:
-            self.jobs.append(job)
-            thread = self.thread
-            start = thread is None
-            if thread is None:
-                thread = self.thread = threading.Thread(target=self._run, name=self.NAME, daemon=True)
-        self.wake.set()
-        if start:
-            thread.start()
+        self._hand_over(lambda: self.jobs.append(job))
 
     def serve(self, spine: Renewal[Any]) -> None:
         """Serve ``spine`` from now on (nothing to do when it is served: the common case, lock-free)."""
         if self.thread is not None and spine in self.spines:
             return
+        self._hand_over(lambda: self.spines.add(spine))
+
+    def _hand_over(self, change: Callable[[], object]) -> None:
+        """Make ``change`` under the lock, then wake the thread, starting it if none runs."""
         with self.lock:
-            self.spines.add(spine)
+            change()
             thread = self.thread
             start = thread is None
             if thread is None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import hvac
+import requests
 from flask import Flask
 
 from flask_vault import FlaskVault, VaultClient, VaultSettings
@@ -126,6 +128,26 @@ def poll(predicate: Callable[[], Any], *, timeout: float, interval: float = 0.05
                 f"timed out after {timeout}s: {message}" if message else f"condition not met within {timeout}s"
             )
         time.sleep(interval)
+
+
+def wait_until_answering(
+    process: subprocess.Popen[bytes],
+    url: str,
+    log: Path,
+    accepts: Callable[[requests.Response], bool] = lambda response: response.status_code == 200,
+    *,
+    interval: float = 0.1,
+) -> None:
+    """Poll ``url`` (up to 30 s) until ``accepts`` its answer; fail with ``log``'s tail as soon as ``process`` exits."""
+
+    def answering() -> bool:
+        assert process.poll() is None, log.read_text()[-3000:]
+        try:
+            return accepts(requests.get(url, timeout=2))
+        except (requests.RequestException, ValueError):  # not listening yet; ValueError: a body not JSON yet
+            return False
+
+    poll(answering, timeout=30, interval=interval)
 
 
 class FakeClock:

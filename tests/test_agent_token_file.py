@@ -29,7 +29,7 @@ from auth_support import (
     make_approle,
     root,
 )
-from core_support import FakeClock, app_process_env, poll
+from core_support import FakeClock, app_process_env, poll, wait_until_answering
 from flask import Flask
 
 from flask_vault import FlaskVault, VaultClient
@@ -97,15 +97,9 @@ def test_revoking_the_agents_token_fails_no_request_and_health_never_says_fail(
     statuses: Counter[str] = Counter()
     failures: list[str] = []
     try:
-
-        def ready() -> bool:
-            assert server.poll() is None, (tmp_path / "error.log").read_text()[-3000:]
-            try:
-                return requests.get(f"{base}/health/vault", timeout=2).json()["status"] == "pass"
-            except (requests.RequestException, ValueError):
-                return False
-
-        poll(ready, timeout=30, interval=0.2)
+        wait_until_answering(
+            server, f"{base}/health/vault", tmp_path / "error.log", lambda r: r.json()["status"] == "pass", interval=0.2
+        )
         # Both workers up (one request each, new connections spread them), so none boots in the gap.
         poll(lambda: len({requests.get(f"{base}/pid", timeout=5).text for _ in range(20)}) == 2, timeout=30)
         login = requests.post(f"{base}/login", timeout=10)

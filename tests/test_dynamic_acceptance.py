@@ -32,7 +32,7 @@ import hvac
 import pytest
 import requests
 import sqlalchemy
-from core_support import assert_no_leak, poll
+from core_support import assert_no_leak, poll, wait_until_answering
 from dynamic_app import PROBE_QUERY, build_app, db
 from dynamic_support import (
     address_secret,
@@ -185,15 +185,7 @@ def test_gunicorn_workers_each_get_users_of_their_own(
         with open(log_file, "wb") as out:
             server = subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
         try:
-
-            def ready() -> bool:
-                assert server.poll() is None, log_file.read_text()[-3000:]
-                try:
-                    return requests.get(f"{base}/db", timeout=2).status_code == 200
-                except requests.RequestException:
-                    return False
-
-            poll(ready, timeout=30, interval=0.1)
+            wait_until_answering(server, f"{base}/db", log_file)
             with load:
                 time.sleep(seconds)
         finally:

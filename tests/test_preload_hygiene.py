@@ -29,7 +29,7 @@ import hvac
 import pytest
 import requests
 from auth_support import token_accessors_of_role
-from core_support import assert_no_leak, poll
+from core_support import assert_no_leak, poll, wait_until_answering
 from dynamic_support import address_secret, child_environment, engine_password, make_role, pg_admin
 
 from flask_vault.devserver import free_port_pair
@@ -158,15 +158,7 @@ def test_a_preloading_master_releases_the_lease_and_token_it_never_used(
         server = subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
     started = time.monotonic()
     try:
-
-        def ready() -> bool:
-            assert server.poll() is None, log_file.read_text()[-3000:]
-            try:
-                return requests.get(f"{base}/db", timeout=2).status_code == 200
-            except requests.RequestException:
-                return False
-
-        poll(ready, timeout=30, interval=0.1)
+        wait_until_answering(server, f"{base}/db", log_file)
         master_users = issued_by_pid(log_file.read_text()).get(server.pid, set())
         assert len(master_users) == 1, log_file.read_text()[-3000:]  # init_app in the master got one
         poll(lambda: not master_users & users_of_role(pg_admin, role), timeout=20, interval=0.02)

@@ -23,7 +23,7 @@ from typing import Any
 import hvac
 import pytest
 import requests
-from core_support import app_process_env, assert_no_leak, poll
+from core_support import app_process_env, assert_no_leak, wait_until_answering
 from pg_support import connect_admin, database_secret, password_required, throwaway_role
 
 from flask_vault import VaultClient
@@ -141,15 +141,7 @@ def run_rotations(admin: Any, openbao_server: Any, vault_root: hvac.Client, uniq
         rotations: list[float] = []
         terminated: list[int] = []
         try:
-
-            def ready() -> bool:
-                assert server.poll() is None, error_log.read_text()[-3000:]
-                try:
-                    return requests.get(f"{base}/session", timeout=2).status_code == 401
-                except requests.RequestException:
-                    return False
-
-            poll(ready, timeout=30, interval=0.1)
+            wait_until_answering(server, f"{base}/session", error_log, lambda response: response.status_code == 401)
             load = Load(base, role)
             threads = [threading.Thread(target=load.run, args=(n,)) for n in range(4)]
             started = time.monotonic()

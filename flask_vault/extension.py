@@ -22,7 +22,7 @@ from flask_vault.cache import CachedSecret
 from flask_vault.client import VaultClient
 from flask_vault.errors import SecretNotFoundError, VaultConfigError, VaultError, VaultUnavailableError
 from flask_vault.mapping import DATABASE_KEY, SecretSource, keys_by_name, parse_references, value_for
-from flask_vault.ops.backup import DEFAULT_DIRNAME
+from flask_vault.ops.backup import default_backup_dir
 from flask_vault.paths import check_secret_name
 from flask_vault.refresh import ChangeCallback, ConfigRefresher
 from flask_vault.settings import CREDENTIAL_KEYS, FALLBACK_ENV_NAMES, VaultSettings, warn_unknown_settings
@@ -63,7 +63,7 @@ class FlaskVault:
         settings = VaultSettings.load(app.config, os.environ, default_prefix=app.name)
         authenticator = authenticator_from_settings(settings)  # checks the login settings
         settings = settings.without_login_credentials()  # from here on only the authenticator holds them
-        backup_dir = settings.backup_dir or os.path.join(app.instance_path, DEFAULT_DIRNAME)  # made on first write
+        backup_dir = default_backup_dir(settings, app.instance_path)
         client = VaultClient.from_settings(settings, authenticator=authenticator, backup_dir=backup_dir)
         state = VaultState(settings=settings, client=client, mode=load_mode())
         self._remove_credentials(app)
